@@ -1,0 +1,224 @@
+"""Every params, result and notification type of Orchard's protocol, declared once.
+
+camelCase on the wire (``rename="camel"``), unknown params fields refused so
+a misspelt field is an error rather than silently ignored. These Structs are
+the single source of ``schema/protocol.schema.json`` (``scripts/gen-schema``)
+and of ``docs/protocol.md``'s field lists.
+
+Fields a request may leave out are ``UNSET`` (absent) or have a default; in
+``provider/update`` and ``model/update`` an explicit ``null`` means "clear
+this setting", which is different from leaving it out.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import UNSET, Struct, UnsetType
+
+from orchard.config.schema import Capability, ProviderType
+
+
+class Params(Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Base of request params."""
+
+
+class Result(Struct, rename="camel", omit_defaults=False):
+    """Base of results and notifications."""
+
+
+# -- daemon ---------------------------------------------------------------------
+
+
+class Empty(Params):
+    pass
+
+
+class ConfigProblem(Result):
+    """Where the config file is wrong, 1-based."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+
+
+class DaemonStatus(Result):
+    version: str
+    pid: int
+    socket_path: str | None
+    config_path: str
+    log_path: str
+    data_path: str
+    revision: int
+    clients: int
+    uptime_seconds: float
+    config_problem: ConfigProblem | None = None
+
+
+class StopResult(Result):
+    stopping: bool
+
+
+# -- providers ------------------------------------------------------------------
+
+
+class ModelInfo(Result):
+    id: str
+    name: str
+    group: str
+    capabilities: list[str]
+
+
+class KeyInfo(Result):
+    """One configured key, described without its value."""
+
+    source: Literal["literal", "env", "cmd"]
+    preview: str
+
+
+class ApiKeyInfo(Result):
+    """What a provider's API key is, never what it is set to.
+
+    ``source`` is that of the first key (``none`` when there is no key);
+    ``preview`` is at most a few characters of a literal key (``sk-…9f2c``),
+    or the reference itself for ``env:``/``cmd:``.
+    """
+
+    source: Literal["none", "literal", "env", "cmd"]
+    preview: str
+    count: int
+    keys: list[KeyInfo]
+
+
+class Endpoints(Result):
+    """The exact URLs requests will go to, for a live preview in a form."""
+
+    chat: str | None
+    models: str | None
+
+
+class ProviderInfo(Result):
+    id: str
+    name: str
+    type: ProviderType
+    enabled: bool
+    api_address: str
+    api_version: str | None
+    headers: dict[str, str]
+    timeout: float | None
+    connect_timeout: float | None
+    proxy: str | None
+    notes: str | None
+    models: list[ModelInfo]
+    api_key: ApiKeyInfo
+    endpoints: Endpoints
+
+
+class ProviderList(Result):
+    providers: list[ProviderInfo]
+    default_model: str | None
+    revision: int
+
+
+class ProviderId(Params):
+    id: str
+
+
+class ProviderResult(Result):
+    provider: ProviderInfo
+    revision: int
+
+
+ApiKeyParam = str | list[str]
+
+
+class ProviderAdd(Params):
+    name: str
+    type: ProviderType
+    id: str | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+    api_key: ApiKeyParam | UnsetType = UNSET
+    api_address: str | UnsetType = UNSET
+    api_version: str | UnsetType = UNSET
+    headers: dict[str, str] | UnsetType = UNSET
+    timeout: float | UnsetType = UNSET
+    connect_timeout: float | UnsetType = UNSET
+    proxy: str | UnsetType = UNSET
+    notes: str | UnsetType = UNSET
+    models: list[str] | UnsetType = UNSET
+
+
+class ProviderUpdate(Params):
+    """Change some settings; `null` clears one back to its default."""
+
+    id: str
+    revision: int | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    type: ProviderType | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+    api_key: ApiKeyParam | None | UnsetType = UNSET
+    api_address: str | None | UnsetType = UNSET
+    api_version: str | None | UnsetType = UNSET
+    headers: dict[str, str] | None | UnsetType = UNSET
+    timeout: float | None | UnsetType = UNSET
+    connect_timeout: float | None | UnsetType = UNSET
+    proxy: str | None | UnsetType = UNSET
+    notes: str | None | UnsetType = UNSET
+
+
+class ProviderRemove(Params):
+    id: str
+    revision: int | UnsetType = UNSET
+
+
+class Removed(Result):
+    id: str
+    revision: int
+
+
+# -- models ---------------------------------------------------------------------
+
+
+class ModelAdd(Params):
+    provider_id: str
+    ids: list[str]
+    revision: int | UnsetType = UNSET
+
+
+class ModelRemove(Params):
+    provider_id: str
+    ids: list[str]
+    revision: int | UnsetType = UNSET
+
+
+class ModelUpdate(Params):
+    provider_id: str
+    id: str
+    name: str | None | UnsetType = UNSET
+    group: str | None | UnsetType = UNSET
+    capabilities: list[Capability] | None | UnsetType = UNSET
+    revision: int | UnsetType = UNSET
+
+
+class ModelsChanged(Result):
+    provider: ProviderInfo
+    #: the ids this call actually added or removed (duplicates and unknown ids are skipped)
+    ids: list[str]
+    revision: int
+
+
+# -- notifications ----------------------------------------------------------------
+
+
+class ConfigDidChange(Result):
+    revision: int
+    source: Literal["file", "client"]
+    providers: list[str]
+
+
+class ConfigDidFail(Result):
+    path: str
+    line: int
+    column: int
+    message: str

@@ -1,0 +1,1 @@
+"""The `orchard` command: a client of the daemon, like the editors."""

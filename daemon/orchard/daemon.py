@@ -1,0 +1,125 @@
+"""The daemon's shared state: services, connected clients, and the fan-out between them.
+
+One :class:`Daemon` per process. It owns the services (config, providers,
+later chats), the set of connected clients, and turns service events into
+notifications for every client. Transports (``orchard.server.listen``) add
+and remove connections; handlers (``orchard.api``) reach the services through
+``ctx.daemon``. Services never import the transport: they publish events here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+from orchard import __version__, paths
+from orchard.api import protocol as p
+from orchard.config.providers import ProviderService
+from orchard.config.service import ConfigChanged, ConfigFailed, ConfigService
+from orchard.server.rpc import Connection, encode_notification
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config_path: Path, *, socket_path: Path | None = None) -> None:
+        self.started = time.monotonic()
+        self.socket_path = socket_path
+        self.log_path = paths.log_file()
+        self.connections: set[Connection] = set()
+        self.stopping = False
+        self.stop_event = asyncio.Event()
+        self.config = ConfigService(config_path, publish=self._on_config_event)
+        self.providers = ProviderService(self.config)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.config.load()
+        if self.config.problem is not None:
+            log.warning("starting with an invalid config file: %s", self.config.problem.message)
+        log.info("orchard %s started, pid %d, config %s", __version__, os.getpid(), self.config.path)
+
+    async def run_background(self) -> None:
+        """Background work that lives as long as the daemon: the config watch."""
+        watcher_stop = asyncio.Event()
+        watch = asyncio.create_task(self._watch(watcher_stop), name="config watch")
+        try:
+            await self.stop_event.wait()
+        finally:
+            watcher_stop.set()
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.config.watch(stop)
+            except Exception:  # the watch must come back, whatever happened to the directory
+                log.exception("config watch failed; restarting it in 1 s")
+                await asyncio.sleep(1)
+
+    def request_stop(self) -> None:
+        if not self.stopping:
+            log.info("stopping")
+        self.stopping = True
+        self.stop_event.set()
+
+    async def close_connections(self) -> None:
+        await asyncio.gather(*(c.close() for c in list(self.connections)), return_exceptions=True)
+
+    # -- clients -----------------------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        connection.on_close.append(self._remove)
+        log.info("%s connected (%d clients)", connection.name, len(self.connections))
+
+    def _remove(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        log.info("%s disconnected (%d clients)", connection.name, len(self.connections))
+
+    def broadcast(self, method: str, params: object) -> None:
+        """Send a notification to every client (encoded once)."""
+        body = encode_notification(method, params)
+        for connection in list(self.connections):
+            connection.send_encoded(body)
+
+    def status(self) -> p.DaemonStatus:
+        problem = self.config.problem
+        return p.DaemonStatus(
+            version=__version__,
+            pid=os.getpid(),
+            socket_path=str(self.socket_path) if self.socket_path else None,
+            config_path=str(self.config.path),
+            log_path=str(self.log_path),
+            data_path=str(paths.data_dir()),
+            revision=self.config.revision,
+            clients=len(self.connections),
+            uptime_seconds=round(time.monotonic() - self.started, 3),
+            config_problem=None
+            if problem is None
+            else p.ConfigProblem(
+                path=str(problem.data.get("path", self.config.path)),
+                line=int(problem.data.get("line", 1)),
+                column=int(problem.data.get("column", 1)),
+                message=problem.message,
+            ),
+        )
+
+    # -- events --------------------------------------------------------------------------
+
+    def _on_config_event(self, event: ConfigChanged | ConfigFailed) -> None:
+        if isinstance(event, ConfigChanged):
+            self.broadcast(
+                "config/didChange",
+                p.ConfigDidChange(revision=event.revision, source=event.source, providers=event.providers),
+            )
+        else:
+            self.broadcast(
+                "config/didFail",
+                p.ConfigDidFail(path=event.path, line=event.line, column=event.column, message=event.message),
+            )

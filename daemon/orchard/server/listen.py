@@ -1,0 +1,130 @@
+"""Transports: the per-user Unix socket that every client shares, and stdio.
+
+``serve_socket`` makes sure exactly one daemon serves a socket path: it holds
+an exclusive ``flock`` on ``<socket>.lock`` (which records its pid) for its
+whole life, so a second daemon fails at once and can say which pid is
+serving, and a socket file left by a crashed daemon is known to be stale and
+replaced. The socket is created 0600 inside a 0700 directory.
+
+``serve_stdio`` serves one client over stdin/stdout, for editors that spawn
+the daemon themselves; it ends when stdin closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from orchard import paths
+from orchard.daemon import Daemon
+from orchard.server.rpc import Connection, Router
+
+log = logging.getLogger(__name__)
+
+_READ_LIMIT = 1 << 16
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, pid: int | None, socket_path: Path) -> None:
+        self.pid = pid
+        self.socket_path = socket_path
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"An Orchard daemon ({who}) is already serving {socket_path}. "
+            "Use it (`orchard status`), or stop it first with `orchard stop`."
+        )
+
+
+def acquire_lock(socket_path: Path) -> int:
+    """Take the daemon lock for ``socket_path``; return its fd (kept open while serving)."""
+    lock = paths.lock_file(socket_path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        except ValueError:
+            pid = None
+        os.close(fd)
+        raise AlreadyRunning(pid, socket_path) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def read_lock_pid(socket_path: Path) -> int | None:
+    try:
+        return int(paths.lock_file(socket_path).read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> None:
+    paths.ensure_private_dir(socket_path.parent)
+    lock_fd = acquire_lock(socket_path)
+    try:
+        # We hold the lock, so any socket file here was left by a daemon that died.
+        try:
+            socket_path.unlink()
+            log.info("replaced a stale socket file at %s", socket_path)
+        except FileNotFoundError:
+            pass
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connection = Connection(reader, writer, router, daemon, name="socket")
+            daemon.add(connection)
+            await connection.serve()
+
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+        try:
+            server = await asyncio.start_unix_server(on_client, path=str(socket_path), limit=_READ_LIMIT)
+        finally:
+            os.umask(old_umask)
+        os.chmod(socket_path, 0o600)
+        log.info("listening on %s", socket_path)
+        _on_signals(daemon)
+        async with server:
+            await daemon.run_background()
+            server.close()
+            await daemon.close_connections()
+    finally:
+        try:
+            socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(lock_fd)  # releases the flock
+
+
+async def serve_stdio(daemon: Daemon, router: Router) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_READ_LIMIT)
+    # Our replies must be the only thing on stdout; nothing else may print there.
+    stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    connection = Connection(reader, writer, router, daemon, name="stdio")
+    daemon.add(connection)
+    _on_signals(daemon)
+    background = asyncio.create_task(daemon.run_background())
+    serving = asyncio.create_task(connection.serve())
+    await asyncio.wait({serving, background}, return_when=asyncio.FIRST_COMPLETED)
+    daemon.request_stop()
+    await connection.close()
+    await asyncio.gather(serving, background, return_exceptions=True)
+
+
+def _on_signals(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, daemon.request_stop)
+        except (NotImplementedError, RuntimeError):
+            pass

@@ -1,0 +1,388 @@
+"""JSON-RPC 2.0 for one client connection: dispatch, replies, cancel, back-pressure.
+
+One :class:`Connection` per client, whatever the transport (Unix socket or
+stdio). It reads frames, decodes each message with msgspec, runs the handler
+that the :class:`Router` names for its method in a task of its own (so a slow
+request never holds up the next one), and writes replies and notifications
+through a bounded outbox drained by a single writer task.
+
+This is where Orchard's errors become JSON-RPC error objects, once:
+:class:`~orchard.errors.OrchardError` keeps its code, message and data;
+a params mismatch is ``-32602`` naming the field; a cancelled request is
+``-32800``; anything unexpected is ``-32603`` with a pointer to the log and
+never a traceback.
+
+Rules taken from what real clients send: a request without ``params`` is
+treated as having ``{}`` (vscode-jsonrpc and Neovim omit it); unknown
+notifications are ignored; ``$/cancelRequest`` cancels the request's task,
+and a handler may catch the cancel and still answer (chat returns the partial
+message). A client that vanishes mid-request takes only its own tasks with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+import msgspec
+from msgspec import UNSET, Raw, Struct, UnsetType
+
+from orchard import errors
+from orchard.server import framing
+
+log = logging.getLogger(__name__)
+
+#: A client whose unread replies pass this many bytes is disconnected:
+#: it has stopped reading, and the daemon must not grow without bound.
+MAX_OUTBOX_BYTES = 16 * 1024 * 1024
+
+_ids = itertools.count(1)
+_encoder = msgspec.json.Encoder()
+
+
+class Message(Struct, omit_defaults=True):
+    """Any JSON-RPC 2.0 message; which members are present says what it is."""
+
+    jsonrpc: str | UnsetType = UNSET
+    id: int | str | None | UnsetType = UNSET
+    method: str | UnsetType = UNSET
+    params: Raw | UnsetType = UNSET
+    result: Raw | UnsetType = UNSET
+    error: Raw | UnsetType = UNSET
+
+
+_message_decoder = msgspec.json.Decoder(Message)
+
+
+class CancelParams(Struct):
+    id: int | str
+
+
+@dataclass
+class Route:
+    name: str
+    params: type
+    result: type
+    handler: Callable[[Context, Any], Awaitable[Any]]
+    decoder: msgspec.json.Decoder
+
+    @property
+    def doc(self) -> str:
+        return (self.handler.__doc__ or "").strip()
+
+
+class Router:
+    """Method name → handler, with the params and result types read from its annotations."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        #: notification name → params type, for the protocol schema and docs
+        self.notifications: dict[str, type] = {}
+
+    def method(self, name: str):
+        def register(handler):
+            hints = get_type_hints(handler)
+            params_type = hints["params"]
+            result_type = hints.get("return", type(None))
+            self.routes[name] = Route(
+                name, params_type, result_type, handler, msgspec.json.Decoder(params_type)
+            )
+            return handler
+
+        return register
+
+    def notification(self, name: str, params_type: type) -> None:
+        self.notifications[name] = params_type
+
+    def include(self, other: Router) -> None:
+        self.routes.update(other.routes)
+        self.notifications.update(other.notifications)
+
+
+@dataclass
+class Context:
+    """What a handler knows about the request it serves."""
+
+    connection: Connection
+    request_id: int | str
+    method: str
+
+    @property
+    def daemon(self) -> Any:
+        return self.connection.daemon
+
+    def notify(self, method: str, params: Any) -> None:
+        """A notification to the client that made this request only."""
+        self.connection.notify(method, params)
+
+
+class Connection:
+    """One client: reads its requests, runs them, writes their replies."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter | Any,
+        router: Router,
+        daemon: Any,
+        *,
+        name: str = "client",
+    ) -> None:
+        self.id = next(_ids)
+        self.name = f"{name}#{self.id}"
+        self.daemon = daemon
+        self._reader = reader
+        self._writer = writer
+        self._router = router
+        self._tasks: dict[int | str, asyncio.Task] = {}
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._outbox_bytes = 0
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._write_task: asyncio.Task | None = None
+        self.on_close: list[Callable[[Connection], None]] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # -- reading ---------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read and dispatch until the client leaves or sends an unreadable frame."""
+        self._write_task = asyncio.create_task(self._write_loop(), name=f"{self.name} writer")
+        try:
+            while not self.closed:
+                try:
+                    body = await framing.read_frame(self._reader)
+                except framing.FrameError as exc:
+                    log.warning("%s: unreadable frame, closing: %s", self.name, exc)
+                    self._send_error(None, errors.PARSE_ERROR, f"Unreadable frame: {exc}. Closing the connection.")
+                    break
+                if body is None:
+                    break
+                self._dispatch(body)
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost: %s", self.name, exc)
+        finally:
+            await self.close()
+
+    def _dispatch(self, body: bytes) -> None:
+        try:
+            msg = _message_decoder.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            if isinstance(exc, UnicodeDecodeError):
+                detail = "the body is not valid UTF-8"
+            elif isinstance(exc, msgspec.ValidationError):
+                detail = "a message must be a JSON object (batches are not supported)"
+                return self._send_error(None, errors.INVALID_REQUEST, f"Invalid request: {detail}.")
+            else:
+                detail = str(exc)
+            return self._send_error(None, errors.PARSE_ERROR, f"Parse error: {detail}.")
+        if msg.method is UNSET:
+            if msg.id is UNSET or (msg.result is UNSET and msg.error is UNSET):
+                return self._send_error(
+                    _reply_id(msg), errors.INVALID_REQUEST, "Invalid request: a request needs `method`."
+                )
+            return  # a response to something we never ask; nothing to do
+        if msg.jsonrpc != "2.0":
+            return self._send_error(
+                _reply_id(msg), errors.INVALID_REQUEST, 'Invalid request: `jsonrpc` must be "2.0".'
+            )
+        if msg.id is UNSET:
+            return self._notification(msg.method, msg.params)
+        if msg.id is None:
+            return self._send_error(None, errors.INVALID_REQUEST, "Invalid request: `id` must not be null.")
+        self._request(msg.id, msg.method, msg.params)
+
+    def _notification(self, method: str, params: Raw | UnsetType) -> None:
+        if method == "$/cancelRequest":
+            try:
+                target = msgspec.json.decode(params or b"null", type=CancelParams).id
+            except (msgspec.DecodeError, TypeError):
+                return
+            task = self._tasks.get(target)
+            if task is not None and not task.done():
+                log.info("%s: cancel #%s", self.name, target)
+                task.cancel()
+            return
+        log.debug("%s: ignoring notification %s", self.name, method)
+
+    def _request(self, req_id: int | str, method: str, params: Raw | UnsetType) -> None:
+        route = self._router.routes.get(method)
+        if route is None:
+            return self._send_error(
+                req_id,
+                errors.METHOD_NOT_FOUND,
+                f"Unknown method `{method}`. docs/protocol.md lists the methods this daemon serves.",
+            )
+        if req_id in self._tasks:
+            return self._send_error(
+                req_id, errors.INVALID_REQUEST, f"Invalid request: id {req_id!r} is already in use."
+            )
+        raw = bytes(params) if params is not UNSET else b""
+        if raw.strip() in (b"", b"null"):
+            raw = b"{}"
+        try:
+            decoded = route.decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            return self._send_error(req_id, errors.INVALID_PARAMS, _params_message(method, exc), _params_data(exc))
+        ctx = Context(self, req_id, method)
+        task = asyncio.create_task(self._run(route, ctx, decoded), name=f"{self.name} {method} #{req_id}")
+        self._tasks[req_id] = task
+
+    async def _run(self, route: Route, ctx: Context, params: Any) -> None:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            result = await route.handler(ctx, params)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            if not self.closed:
+                self._send_error(ctx.request_id, errors.REQUEST_CANCELLED, "The request was cancelled.")
+            # A cancel from the client ends here; a daemon shutdown propagates.
+            if self.closed or _shutting_down(self.daemon):
+                raise
+        except errors.OrchardError as exc:
+            outcome = f"error {exc.code} {exc.kind}"
+            self._send_error(ctx.request_id, exc.code, str(exc), exc.to_data())
+        except Exception:
+            outcome = "internal error"
+            log.exception("%s: %s #%s failed", self.name, route.name, ctx.request_id)
+            self._send_error(
+                ctx.request_id,
+                errors.INTERNAL_ERROR,
+                f"Orchard failed to handle `{route.name}`; this is a bug. The daemon log has the details: "
+                f"{getattr(self.daemon, 'log_path', 'see `orchard status`')}.",
+            )
+        else:
+            self._send(_encoder.encode({"jsonrpc": "2.0", "id": ctx.request_id, "result": result}))
+        finally:
+            self._tasks.pop(ctx.request_id, None)
+            log.info(
+                "%s %s #%s %s %.1fms",
+                self.name,
+                route.name,
+                ctx.request_id,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    # -- writing ---------------------------------------------------------------
+
+    def notify(self, method: str, params: Any) -> None:
+        self.send_encoded(encode_notification(method, params))
+
+    def send_encoded(self, body: bytes) -> None:
+        """Queue an already-encoded message body (broadcasts encode once for everyone)."""
+        self._send(body)
+
+    def _send_error(self, req_id: int | str | None, code: int, message: str, data: Any = None) -> None:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data:
+            error["data"] = data
+        self._send(_encoder.encode({"jsonrpc": "2.0", "id": req_id, "error": error}))
+
+    def _send(self, body: bytes) -> None:
+        if self.closed:
+            return
+        frame = framing.encode(body)
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        if self._outbox_bytes > MAX_OUTBOX_BYTES:
+            log.warning("%s: stopped reading (%d bytes unread); disconnecting it", self.name, self._outbox_bytes)
+            self._outbox.clear()
+            asyncio.get_running_loop().create_task(self.close())
+            return
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._outbox:
+                    frame = self._outbox.popleft()
+                    self._outbox_bytes -= len(frame)
+                    self._writer.write(frame)
+                    await self._writer.drain()
+        except (ConnectionError, OSError):
+            await self.close()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been handed to the OS."""
+        while self._outbox and not self.closed:
+            await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self._closed.set()
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._write_task is not None and self._write_task is not asyncio.current_task():
+            # Give queued replies (e.g. the error that explains why we close) a moment to go out.
+            if self._outbox:
+                self._wake.set()
+                try:
+                    await asyncio.wait_for(self._drain_then_stop(), timeout=1.0)
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
+            self._write_task.cancel()
+        try:
+            self._writer.close()
+        except (ConnectionError, OSError, RuntimeError):
+            pass
+        for callback in self.on_close:
+            callback(self)
+
+    async def _drain_then_stop(self) -> None:
+        while self._outbox:
+            frame = self._outbox.popleft()
+            self._outbox_bytes -= len(frame)
+            self._writer.write(frame)
+            await self._writer.drain()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+
+def encode_notification(method: str, params: Any) -> bytes:
+    return _encoder.encode({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def _reply_id(msg: Message) -> int | str | None:
+    return None if msg.id is UNSET else msg.id
+
+
+def _shutting_down(daemon: Any) -> bool:
+    return bool(getattr(daemon, "stopping", False))
+
+
+def _params_message(method: str, exc: msgspec.ValidationError) -> str:
+    text = str(exc).replace("`$.", "`params.").replace("`$`", "`params`")
+    text = text.replace("Object contains unknown field", "unknown field").replace(
+        "Object missing required field", "missing field"
+    )
+    return f"Invalid params for `{method}`: {text[:1].lower() + text[1:]}."
+
+
+def _params_data(exc: msgspec.ValidationError) -> dict[str, Any]:
+    text = str(exc)
+    data: dict[str, Any] = {"kind": "invalid_params"}
+
+
+    at = re.search(r"`\$\.([^`]+)`", text)
+    field = re.search(r"field `([^`]+)`", text)
+    if at:
+        data["field"] = at.group(1)
+    elif field:
+        data["field"] = field.group(1)
+    return data
