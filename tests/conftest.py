@@ -8,7 +8,6 @@ test's temp dir, keys and proxy variables are stripped, and nothing outside
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -173,8 +172,3 @@ def pytest_configure(config: pytest.Config) -> None:
     # The tests must never reach beyond loopback, whatever the machine's settings.
     for name in _STRIP:
         os.environ.pop(name, None)
-
-
-@pytest.fixture
-def event_loop_policy():
-    return asyncio.DefaultEventLoopPolicy()

@@ -134,5 +134,4 @@ class RawClient:
         finally:
             self.closed.set()
             for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("connection closed"))
+                fut.cancel()  # the connection is gone; nobody will answer

@@ -75,6 +75,7 @@ class ConfigService:
         self.revision = 0  # the first load makes it 1
         self.problem: ConfigInvalid | None = None
         self._state = _State()
+        self._bad_digest: str | None = None
         self._publish = publish or (lambda event: None)
         self._lock = asyncio.Lock()
         self._on_change: list[Callable[[Config, list[str]], None]] = []
@@ -192,11 +193,15 @@ class ConfigService:
         digest = _digest(text)
         if digest == self._state.digest and self.problem is None:
             return  # our own write, or a save that changed nothing
+        if digest == self._bad_digest:
+            return  # the same bad text again (one save can raise several events)
         try:
             _, config = load_text(text, self.path) if text.strip() else (None, Config())
         except ConfigInvalid as problem:
+            self._bad_digest = digest
             self._fail(problem, announce)
             return
+        self._bad_digest = None
         was_invalid = self.problem is not None
         self.problem = None
         if was_invalid:

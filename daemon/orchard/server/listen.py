@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from orchard import paths
@@ -107,9 +108,16 @@ async def serve_stdio(daemon: Daemon, router: Router) -> None:
     # Our replies must be the only thing on stdout; nothing else may print there.
     stdout = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout)
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    except ValueError:  # a regular file: asyncio pipes need pipes, sockets or ttys
+        _feed_from_thread(sys.stdin.fileno(), reader, loop)
+    writer: asyncio.StreamWriter | _BlockingWriter
+    try:
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    except ValueError:
+        writer = _BlockingWriter(stdout)
     connection = Connection(reader, writer, router, daemon, name="stdio")
     daemon.add(connection)
     _on_signals(daemon)
@@ -119,6 +127,37 @@ async def serve_stdio(daemon: Daemon, router: Router) -> None:
     daemon.request_stop()
     await connection.close()
     await asyncio.gather(serving, background, return_exceptions=True)
+
+
+def _feed_from_thread(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+    def pump() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                loop.call_soon_threadsafe(reader.feed_eof)
+                return
+            loop.call_soon_threadsafe(reader.feed_data, chunk)
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+
+
+class _BlockingWriter:
+    """Stands in for a StreamWriter when stdout is a regular file (writes never block long)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+
+    async def drain(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def _on_signals(daemon: Daemon) -> None:

@@ -165,8 +165,15 @@ class Connection:
                 except framing.FrameError as exc:
                     log.warning("%s: unreadable frame, closing: %s", self.name, exc)
                     self._send_error(None, errors.PARSE_ERROR, f"Unreadable frame: {exc}. Closing the connection.")
+                    await self.close(flush=True)
                     break
                 if body is None:
+                    # The client closed its side. It may still be reading (a bridge
+                    # that half-closes after its last request), so answer what it
+                    # asked; if it is gone, the first failed write ends these tasks.
+                    if self._tasks:
+                        await asyncio.wait(list(self._tasks.values()))
+                    await self.close(flush=True)
                     break
                 self._dispatch(body)
         except (ConnectionError, OSError) as exc:
@@ -176,6 +183,8 @@ class Connection:
 
     def _dispatch(self, body: bytes) -> None:
         try:
+            # msgspec checks strings it decodes, but not inside Raw params: check it all once.
+            body.decode("utf-8")
             msg = _message_decoder.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             if isinstance(exc, UnicodeDecodeError):
@@ -321,27 +330,30 @@ class Connection:
         while self._outbox and not self.closed:
             await asyncio.sleep(0.005)
 
-    async def close(self) -> None:
+    async def close(self, *, flush: bool = False) -> None:
+        """Close the connection and cancel its requests.
+
+        With ``flush``, replies already queued (such as the error explaining
+        why we close) get up to a second to go out first.
+        """
         if self.closed:
             return
         self._closed.set()
+        for callback in self.on_close:
+            callback(self)
         for task in list(self._tasks.values()):
             task.cancel()
         if self._write_task is not None and self._write_task is not asyncio.current_task():
-            # Give queued replies (e.g. the error that explains why we close) a moment to go out.
-            if self._outbox:
-                self._wake.set()
+            if flush and self._outbox:
                 try:
                     await asyncio.wait_for(self._drain_then_stop(), timeout=1.0)
-                except (TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError):
                     pass
             self._write_task.cancel()
         try:
             self._writer.close()
         except (ConnectionError, OSError, RuntimeError):
             pass
-        for callback in self.on_close:
-            callback(self)
 
     async def _drain_then_stop(self) -> None:
         while self._outbox:
