@@ -145,10 +145,17 @@ def test_simultaneous_connects_end_with_exactly_one_daemon(env: dict[str, str]) 
             assert p.returncode == 0, err
             pids.add(read_frames(out)[0]["result"]["pid"])
         assert len(pids) == 1
-        # ...and exactly one `orchard serve` process exists for this socket.
-        serving = subprocess.run(["pgrep", "-f", "orchard.*serve"], capture_output=True, text=True).stdout.split()
-        alive = [pid for pid in serving if _env_of(int(pid)).get("ORCHARD_SOCKET") == env["ORCHARD_SOCKET"]]
-        assert alive == [str(pids.pop())]
+        # ...and, once the daemons that lost the race have exited, exactly one
+        # `orchard serve` process is left for this socket.
+        winner = str(pids.pop())
+        deadline = time.monotonic() + 20
+        while True:
+            serving = subprocess.run(["pgrep", "-f", "orchard.*serve"], capture_output=True, text=True).stdout.split()
+            alive = [pid for pid in serving if _env_of(int(pid)).get("ORCHARD_SOCKET") == env["ORCHARD_SOCKET"]]
+            if alive == [winner] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert alive == [winner]
     finally:
         subprocess.run([sys.executable, "-m", "orchard", "stop"], env=env, capture_output=True, timeout=20)
 

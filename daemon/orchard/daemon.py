@@ -17,6 +17,7 @@ from pathlib import Path
 
 from orchard import __version__, paths
 from orchard.api import protocol as p
+from orchard.chats.service import ChatService
 from orchard.config.providers import ProviderService
 from orchard.config.service import ConfigChanged, ConfigFailed, ConfigService
 from orchard.server.rpc import Connection, encode_notification
@@ -34,6 +35,11 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.config = ConfigService(config_path, publish=self._on_config_event)
         self.providers = ProviderService(self.config)
+        self.chats = ChatService(self.providers)
+        # New settings take effect on the next request: that provider's client is rebuilt.
+        self.config.on_change(
+            lambda _config, changed: asyncio.get_running_loop().create_task(self.providers.pool.changed(changed))
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -70,6 +76,7 @@ class Daemon:
 
     async def close_connections(self) -> None:
         await asyncio.gather(*(c.close() for c in list(self.connections)), return_exceptions=True)
+        await self.providers.pool.aclose()
 
     # -- clients -----------------------------------------------------------------------
 

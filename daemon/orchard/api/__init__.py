@@ -11,9 +11,9 @@ from orchard.server.rpc import Router
 
 
 def build_router() -> Router:
-    from orchard.api import daemon, model, provider
+    from orchard.api import chat, daemon, model, provider
 
     router = Router()
-    for module in (daemon, provider, model):
+    for module in (daemon, provider, model, chat):
         router.include(module.router)
     return router

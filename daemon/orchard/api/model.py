@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from orchard.api.protocol import ModelAdd, ModelRemove, ModelsChanged, ModelUpdate, ProviderResult
+from orchard.api.protocol import (
+    FetchResult,
+    ModelAdd,
+    ModelFetch,
+    ModelRemove,
+    ModelsChanged,
+    ModelUpdate,
+    ProviderResult,
+)
 from orchard.server.rpc import Context, Router
 
 router = Router()
@@ -24,3 +32,9 @@ async def model_update(ctx: Context, params: ModelUpdate) -> ProviderResult:
 async def model_remove(ctx: Context, params: ModelRemove) -> ModelsChanged:
     """Remove model ids from a provider; unknown ids are skipped."""
     return await ctx.daemon.providers.remove_models(params)
+
+
+@router.method("model/fetch")
+async def model_fetch(ctx: Context, params: ModelFetch) -> FetchResult:
+    """The provider's own model list (all pages); add the ones you want with `model/add`."""
+    return await ctx.daemon.providers.fetch_models(params)

@@ -222,3 +222,153 @@ class ConfigDidFail(Result):
     line: int
     column: int
     message: str
+
+
+# -- check, fetch, detect -------------------------------------------------------------
+
+
+class ProviderCheck(Params):
+    """Check a saved provider, or values typed into a form and not saved yet."""
+
+    provider_id: str
+    model: str | UnsetType = UNSET
+    api_key: ApiKeyParam | UnsetType = UNSET
+    api_address: str | UnsetType = UNSET
+    api_version: str | UnsetType = UNSET
+
+
+class ErrorInfo(Result):
+    kind: str
+    message: str
+    hint: str | None = None
+    status: int | None = None
+
+
+class KeyCheck(Result):
+    preview: str
+    ok: bool
+    latency_ms: int | None = None
+    error: ErrorInfo | None = None
+
+
+class CheckResult(Result):
+    """`ok` when at least one key works; `keys` has one entry per key, checked in parallel."""
+
+    ok: bool
+    latency_ms: int | None
+    model: str | None
+    keys: list[KeyCheck]
+    error: ErrorInfo | None = None
+
+
+class ModelFetch(Params):
+    provider_id: str
+
+
+class FetchedModel(Result):
+    id: str
+    name: str
+    group: str
+    capabilities: list[str]
+    #: already in the provider's model list
+    added: bool
+
+
+class FetchResult(Result):
+    provider_id: str
+    models: list[FetchedModel]
+
+
+class DetectedServer(Result):
+    """A local OpenAI-compatible server that answered, ready for `provider/add`."""
+
+    name: str
+    kind: Literal["vllm", "llama.cpp", "ollama", "lm-studio"]
+    api_address: str
+    models: list[str]
+    #: the id of a provider already using this address, if any
+    provider_id: str | None = None
+
+
+class DetectResult(Result):
+    servers: list[DetectedServer]
+    #: every address that was probed (all on 127.0.0.1)
+    probed: list[str]
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+class ChatMessage(Params):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatParams(Params):
+    """Sampling parameters; each is sent to the provider only when set."""
+
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    max_tokens: int | UnsetType = UNSET
+
+
+class ChatSend(Params):
+    """Send messages to a model and stream the answer as `chat/delta` notifications.
+
+    Without `providerId`/`model`, the config's `default_model` is used (or the
+    first enabled provider's first model).
+    """
+
+    messages: list[ChatMessage]
+    provider_id: str | UnsetType = UNSET
+    model: str | UnsetType = UNSET
+    system: str | UnsetType = UNSET
+    params: ChatParams | UnsetType = UNSET
+    chat_id: str | UnsetType = UNSET
+
+
+class ChatDelta(Result):
+    chat_id: str
+    message_id: str
+    seq: int
+    text: str | None = None
+    reasoning: str | None = None
+
+
+class TokenUsage(Result):
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class Timings(Result):
+    first_token_ms: int | None
+    total_ms: int
+    tokens_per_second: float | None
+    #: tokens/s counted from the streamed pieces because the provider reported no usage
+    estimated: bool
+
+
+class ChatResult(Result):
+    """The finished answer. `usage` is null when the provider reported none."""
+
+    chat_id: str
+    message_id: str
+    provider_id: str
+    model: str
+    text: str
+    reasoning: str
+    finish_reason: str | None
+    status: Literal["complete", "cancelled", "error"]
+    usage: TokenUsage | None
+    timings: Timings
+    error: ErrorInfo | None = None
+
+
+class ChatCancel(Params):
+    chat_id: str
+
+
+class ChatCancelled(Result):
+    chat_id: str
+    #: false when no answer was being streamed for that chat
+    cancelled: bool

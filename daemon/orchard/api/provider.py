@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from orchard.api.protocol import (
+    CheckResult,
+    DetectResult,
+    ProviderCheck,
     ConfigDidChange,
     ConfigDidFail,
     Empty,
@@ -49,3 +52,15 @@ async def provider_update(ctx: Context, params: ProviderUpdate) -> ProviderResul
 async def provider_remove(ctx: Context, params: ProviderRemove) -> Removed:
     """Remove a provider and its models from the config."""
     return await ctx.daemon.providers.remove(params)
+
+
+@router.method("provider/check")
+async def provider_check(ctx: Context, params: ProviderCheck) -> CheckResult:
+    """Check the API key and address with a tiny streaming chat (or a model list when there is no model)."""
+    return await ctx.daemon.providers.check(params)
+
+
+@router.method("provider/detect")
+async def provider_detect(ctx: Context, params: Empty) -> DetectResult:
+    """Local OpenAI-compatible servers (vLLM, llama.cpp, Ollama, LM Studio) answering on 127.0.0.1."""
+    return await ctx.daemon.providers.detect()

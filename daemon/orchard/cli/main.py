@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("provider", help="provider id or name")
     p = command(provider, "remove", "remove a provider", json=True)
     p.add_argument("provider", help="provider id or name")
+    p = command(provider, "check", "check the API key and address with a tiny request", json=True)
+    p.add_argument("provider", help="provider id or name")
+    p.add_argument("--model", help="the model to check with (default: its first model)")
+    p = command(provider, "detect", "find local OpenAI-compatible servers (vLLM, llama.cpp, Ollama, LM Studio)", json=True)
+    p.add_argument("--add", action="store_true", help="add each one found as a provider, with its models")
     p = command(provider, "set-key", "set the API key from a hidden prompt or stdin", json=True)
     p.add_argument("provider", help="provider id or name")
     p.add_argument("reference", nargs="?", help="env:NAME or cmd:COMMAND instead of typing a key")
@@ -88,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(model, "add", "add model ids to a provider", json=True)
     p.add_argument("provider", help="provider id or name")
     p.add_argument("ids", nargs="+", metavar="ID")
+    p = command(model, "fetch", "list the models the provider offers", json=True)
+    p.add_argument("provider", help="provider id or name")
+    p.add_argument("--add", nargs="+", metavar="ID", help="add these of them")
+    p.add_argument("--add-all", action="store_true", help="add every one")
     p = command(model, "remove", "remove model ids from a provider", json=True)
     p.add_argument("provider", help="provider id or name")
     p.add_argument("ids", nargs="+", metavar="ID")
@@ -97,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--group")
     p.add_argument("--capability", action="append", help="repeatable; give '' to go back to inferred")
+
+    p = command(sub, "chat", "send a message and stream the answer", json=True)
+    p.add_argument("message", help='the message; "-" reads it from stdin')
+    p.add_argument("-p", "--provider", help="provider id or name (default: default_model, else the first ready one)")
+    p.add_argument("-m", "--model", help="model id (default: the provider's first model)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tokens", type=int)
 
     config = command(sub, "config", "the config file").add_subparsers(dest="action", metavar="ACTION")
     config.required = True
@@ -167,10 +184,12 @@ def _run(args: argparse.Namespace, config_path: Path, socket_path: Path) -> int:
             return config_cmd.edit(config_path)
         return config_cmd.validate(args.file or config_path)
 
-    from orchard.cli import providers
+    from orchard.cli import chat, providers
     from orchard.cli.client import Client
 
     with Client.connect(socket_path, start=True, config=config_path) as client:
+        if args.command == "chat":
+            return chat.cmd_chat(client, args)
         if args.command == "provider":
             if args.action in ("enable", "disable"):
                 return providers.cmd_enable(client, args, args.action == "enable")
@@ -181,6 +200,8 @@ def _run(args: argparse.Namespace, config_path: Path, socket_path: Path) -> int:
                 "update": providers.cmd_update,
                 "remove": providers.cmd_remove,
                 "set-key": providers.cmd_set_key,
+                "check": chat.cmd_check,
+                "detect": chat.cmd_detect,
             }[args.action]
             return handler(client, args)
         if args.command == "model":
@@ -188,6 +209,7 @@ def _run(args: argparse.Namespace, config_path: Path, socket_path: Path) -> int:
                 "add": providers.cmd_model_add,
                 "remove": providers.cmd_model_remove,
                 "update": providers.cmd_model_update,
+                "fetch": chat.cmd_fetch,
             }[args.action]
             return handler(client, args)
     raise AssertionError(args.command)

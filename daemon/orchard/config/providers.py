@@ -1,37 +1,35 @@
-"""Provider and model management: the service behind ``provider/*`` and ``model/*``.
+"""The provider settings page as a service: the one behind ``provider/*`` and ``model/*``.
 
-Turns protocol requests into edits of the config document (through
-:class:`~orchard.config.service.ConfigService`, so every change is
-validated, written atomically and announced) and describes providers for
-clients without ever handing out a key: :func:`describe` shows where a key
-comes from and a few characters of it, never its value.
+Adding, editing and removing providers and models turns into edits of the
+config document (through :class:`~orchard.config.service.ConfigService`, so
+every change is validated, written atomically and announced). Check, fetch
+and detect go to the providers' servers through the provider layer. Clients
+are shown providers through :func:`~orchard.config.views.describe`, which
+never hands out a key.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
 from msgspec import UNSET
 
 from orchard.api import protocol as p
 from orchard.config import edit
-from orchard.config.schema import ModelConfig, ProviderConfig, key_values
+from orchard.config.schema import ProviderConfig
 from orchard.config.service import ConfigService
+from orchard.config.views import describe, settings_for
 from orchard.errors import InvalidParams, NotFound
-from orchard.providers.base import ProviderSettings
-from orchard.providers.keys import preview as key_preview
-from orchard.providers.keys import split_keys
-from orchard.providers.models import infer_capabilities, infer_group
-
-#: Header names whose values are credentials: shown as a preview only.
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password", re.IGNORECASE)
+from orchard.providers import ProviderClient, split_keys
+from orchard.providers.detect import detect
+from orchard.providers.pool import ProviderPool
 
 
 class ProviderService:
     def __init__(self, config: ConfigService) -> None:
         self.config = config
+        self.pool = ProviderPool(lambda pid: settings_for(pid, self.require(pid)))
 
     # -- reading ----------------------------------------------------------------
 
@@ -149,92 +147,71 @@ class ProviderService:
         return p.ProviderResult(provider=self._describe(params.provider_id), revision=revision)
 
 
-# -- describing a provider without its secrets ------------------------------------
+    # -- talking to the provider's server ---------------------------------------------
+
+    async def check(self, params: p.ProviderCheck) -> p.CheckResult:
+        """Cherry's Check button: probe with the saved values, or the ones typed into a form."""
+        saved = self.require(params.provider_id)
+        settings = settings_for(params.provider_id, saved)
+        overrides: dict[str, Any] = {}
+        if params.api_address is not UNSET:
+            overrides["api_address"] = params.api_address.strip()
+        if params.api_version is not UNSET:
+            overrides["api_version"] = params.api_version or None
+        if params.api_key is not UNSET:
+            key = _key_param(params.api_key)
+            overrides["api_keys"] = tuple([key] if isinstance(key, str) else key)
+        if overrides:
+            settings = msgspec.structs.replace(settings, **overrides)
+        model = params.model if params.model is not UNSET else (_first_model(saved) or None)
+        async with ProviderClient(settings, key_cache=self.pool.keys) as client:
+            result = await client.check(model)
+        return msgspec.convert(result, p.CheckResult, from_attributes=True)
+
+    async def fetch_models(self, params: p.ModelFetch) -> p.FetchResult:
+        """The provider's own model list, each marked `added` when it is already configured."""
+        saved = self.require(params.provider_id)
+        have = {m if isinstance(m, str) else m.id for m in saved.models}
+        async with self.pool.use(params.provider_id) as client:
+            fetched = await client.fetch_models()
+        return p.FetchResult(
+            provider_id=params.provider_id,
+            models=[
+                p.FetchedModel(id=m.id, name=m.name, group=m.group, capabilities=list(m.capabilities), added=m.id in have)
+                for m in fetched
+            ],
+        )
+
+    async def detect(self) -> p.DetectResult:
+        """Local OpenAI-compatible servers on 127.0.0.1 that answer, ready to add."""
+        found, probed = await detect()
+        by_address = {
+            _norm(pc.api_address): pid for pid, pc in self.config.config.providers.items() if pc.type == "openai"
+        }
+        return p.DetectResult(
+            servers=[
+                p.DetectedServer(
+                    name=f.name,
+                    kind=f.kind,
+                    api_address=f.api_address,
+                    models=f.models,
+                    provider_id=by_address.get(_norm(f.api_address)),
+                )
+                for f in found
+            ],
+            probed=probed,
+        )
 
 
-def describe(pid: str, pc: ProviderConfig) -> p.ProviderInfo:
-    values = key_values(pc.api_key)
-    keys = [p.KeyInfo(source=key_source(v), preview=key_preview(v)) for v in values]
-    api_key = p.ApiKeyInfo(
-        source=keys[0].source if keys else "none",
-        preview=keys[0].preview if keys else "",
-        count=len(keys),
-        keys=keys,
-    )
-    settings = settings_for(pid, pc)
-    first_model = _model_id(pc.models[0]) if pc.models else None
-    try:
-        ends = _adapter(settings).endpoints(first_model)
-        endpoints = p.Endpoints(chat=ends.chat, models=ends.models)
-    except Exception:  # an unusable address is shown as no endpoint; Check explains why
-        endpoints = p.Endpoints(chat=None, models=None)
-    return p.ProviderInfo(
-        id=pid,
-        name=pc.name,
-        type=pc.type,
-        enabled=pc.enabled,
-        api_address=pc.api_address,
-        api_version=pc.api_version,
-        headers={k: (key_preview(v) if _SECRET_HEADER.search(k) else v) for k, v in pc.headers.items()},
-        timeout=pc.timeout,
-        connect_timeout=pc.connect_timeout,
-        proxy=_without_password(pc.proxy),
-        notes=pc.notes,
-        models=[_model_info(m) for m in pc.models],
-        api_key=api_key,
-        endpoints=endpoints,
-    )
+def _first_model(pc: ProviderConfig) -> str | None:
+    if not pc.models:
+        return None
+    first = pc.models[0]
+    return first if isinstance(first, str) else first.id
 
 
-def _model_info(entry: str | ModelConfig) -> p.ModelInfo:
-    mid = _model_id(entry)
-    if isinstance(entry, str):
-        return p.ModelInfo(id=mid, name=mid, group=infer_group(mid), capabilities=infer_capabilities(mid))
-    return p.ModelInfo(
-        id=mid,
-        name=entry.name or mid,
-        group=entry.group or infer_group(mid),
-        capabilities=list(entry.capabilities) if entry.capabilities is not None else infer_capabilities(mid),
-    )
-
-
-def key_source(value: str) -> str:
-    if value.startswith("env:"):
-        return "env"
-    if value.startswith("cmd:"):
-        return "cmd"
-    return "literal"
-
-
-def _adapter(settings: ProviderSettings):
-    from orchard.providers.anthropic import AnthropicAdapter
-    from orchard.providers.azure_openai import AzureOpenAIAdapter
-    from orchard.providers.gemini import GeminiAdapter
-    from orchard.providers.openai import OpenAIAdapter
-
-    cls = {
-        "openai": OpenAIAdapter,
-        "anthropic": AnthropicAdapter,
-        "gemini": GeminiAdapter,
-        "azure-openai": AzureOpenAIAdapter,
-    }[settings.type]
-    return cls(settings)
-
-
-def _model_id(entry: str | ModelConfig) -> str:
-    return entry if isinstance(entry, str) else entry.id
-
-
-def _without_password(url: str | None) -> str | None:
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:…@{host}"))
+def _norm(address: str) -> str:
+    return address.strip().rstrip("/").replace("://localhost", "://127.0.0.1").removesuffix("/v1")
 
 
 # -- params --------------------------------------------------------------------------
@@ -277,16 +254,3 @@ def _rev(revision: int | Any) -> int | None:
     return None if revision is UNSET else revision
 
 
-def settings_for(pid: str, pc: ProviderConfig) -> ProviderSettings:
-    """What the provider layer needs from one provider's config (it never reads the config)."""
-    return ProviderSettings(
-        id=pid,
-        type=pc.type,
-        api_address=pc.api_address,
-        api_keys=tuple(key_values(pc.api_key)),
-        api_version=pc.api_version,
-        headers=dict(pc.headers),
-        timeout=pc.timeout or 60.0,
-        connect_timeout=pc.connect_timeout or 10.0,
-        proxy=pc.proxy,
-    )

@@ -1,0 +1,1 @@
+"""Chats: sending messages to a model, streaming the answer, cancelling it."""
