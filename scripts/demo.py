@@ -189,7 +189,13 @@ class Demo:
         self.orchard("provider", "check", "vLLM", "--model", "gpt2")
         self.orchard("chat", "-p", "vLLM", "-m", "gpt2", "--max-tokens", "80", question)
 
-        say("5. The daemon that served all of this:")
+        say("5. A second turn in the same chat: the model sees the first exchange.")
+        self.orchard("chat", "--continue", "--max-tokens", "60", "Say that again in five words.")
+
+        say("6. The chat lives in the daemon: its history, from any tool.")
+        self.orchard("history", "show")
+
+        say("7. The daemon that served all of this:")
         self.orchard("status")
 
 

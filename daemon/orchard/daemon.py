@@ -18,6 +18,7 @@ from pathlib import Path
 from orchard import __version__, paths
 from orchard.api import protocol as p
 from orchard.chats.service import ChatService
+from orchard.chats.store import Store
 from orchard.config.providers import ProviderService
 from orchard.config.service import ConfigChanged, ConfigFailed, ConfigService
 from orchard.server.rpc import Connection, encode_notification
@@ -35,7 +36,10 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.config = ConfigService(config_path, publish=self._on_config_event)
         self.providers = ProviderService(self.config)
-        self.chats = ChatService(self.providers)
+        self.store = Store(paths.data_dir() / "orchard.db")
+        self.chats = ChatService(self.providers, self.store, on_delta=self._on_delta, on_update=self._on_chat_update)
+        #: chat id → the clients following it (chat/attach)
+        self.followers: dict[str, set[Connection]] = {}
         # New settings take effect on the next request: that provider's client is rebuilt.
         self.config.on_change(
             lambda _config, changed: asyncio.get_running_loop().create_task(self.providers.pool.changed(changed))
@@ -44,6 +48,10 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        paths.ensure_private_dir(paths.data_dir())
+        interrupted = self.store.open()
+        if interrupted:
+            log.warning("%d answer(s) were streaming when the daemon last stopped; their text is kept", interrupted)
         self.config.load()
         if self.config.problem is not None:
             log.warning("starting with an invalid config file: %s", self.config.problem.message)
@@ -74,9 +82,16 @@ class Daemon:
         self.stopping = True
         self.stop_event.set()
 
-    async def close_connections(self) -> None:
+    async def close(self) -> None:
+        """Disconnect every client, let cancelled answers be stored, close the pool and the store."""
+        tasks = [a.task for a in self.chats.live.values() if a.task is not None]
         await asyncio.gather(*(c.close() for c in list(self.connections)), return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
         await self.providers.pool.aclose()
+        self.store.close()
 
     # -- clients -----------------------------------------------------------------------
 
@@ -87,6 +102,8 @@ class Daemon:
 
     def _remove(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        for followers in self.followers.values():
+            followers.discard(connection)
         log.info("%s disconnected (%d clients)", connection.name, len(self.connections))
 
     def broadcast(self, method: str, params: object) -> None:
@@ -116,6 +133,38 @@ class Daemon:
                 message=problem.message,
             ),
         )
+
+    # -- following chats -------------------------------------------------------------------
+
+    async def attach(self, connection: Connection, chat_id: str, from_seq: int) -> p.ChatDetail:
+        detail = await self.chats.get(chat_id)
+        # No await from here on: no delta can slip between the replay and the follow.
+        for delta in self.chats.replay(chat_id, from_seq):
+            connection.notify("chat/delta", delta)
+        self.followers.setdefault(chat_id, set()).add(connection)
+        return detail
+
+    def detach(self, connection: Connection, chat_id: str) -> None:
+        followers = self.followers.get(chat_id)
+        if followers is not None:
+            followers.discard(connection)
+            if not followers:
+                del self.followers[chat_id]
+
+    def _on_delta(self, delta: p.ChatDelta, origin: object) -> None:
+        targets = set(self.followers.get(delta.chat_id, ()))
+        if isinstance(origin, Connection):
+            targets.add(origin)
+        if not targets:
+            return
+        body = encode_notification("chat/delta", delta)
+        for connection in targets:
+            connection.send_encoded(body)
+
+    def _on_chat_update(self, chat_id: str, change: str) -> None:
+        if change == "deleted":
+            self.followers.pop(chat_id, None)
+        self.broadcast("chat/didUpdate", p.ChatDidUpdate(chat_id=chat_id, change=change))
 
     # -- events --------------------------------------------------------------------------
 

@@ -313,18 +313,22 @@ class ChatParams(Params):
 
 
 class ChatSend(Params):
-    """Send messages to a model and stream the answer as `chat/delta` notifications.
+    """Send the next message of a chat, or start one; the answer streams as `chat/delta`.
 
-    Without `providerId`/`model`, the config's `default_model` is used (or the
-    first enabled provider's first model).
+    `message` is the next user turn; `messages` gives several at once (or a
+    whole conversation for a new chat). With `chatId` the chat's history is
+    sent along; without it a new chat is created. Without `providerId` and
+    `model`, the chat's last ones are used, else the config's `default_model`,
+    else the first enabled provider's first model.
     """
 
-    messages: list[ChatMessage]
+    message: str | UnsetType = UNSET
+    messages: list[ChatMessage] | UnsetType = UNSET
+    chat_id: str | UnsetType = UNSET
     provider_id: str | UnsetType = UNSET
     model: str | UnsetType = UNSET
     system: str | UnsetType = UNSET
     params: ChatParams | UnsetType = UNSET
-    chat_id: str | UnsetType = UNSET
 
 
 class ChatDelta(Result):
@@ -372,3 +376,121 @@ class ChatCancelled(Result):
     chat_id: str
     #: false when no answer was being streamed for that chat
     cancelled: bool
+
+
+# -- history ------------------------------------------------------------------------------
+
+
+class ChatSummary(Result):
+    id: str
+    title: str
+    provider_id: str | None
+    model: str | None
+    #: unix time, seconds
+    created_at: float
+    updated_at: float
+    message_count: int
+
+
+class MessageInfo(Result):
+    id: str
+    role: Literal["system", "user", "assistant"]
+    text: str
+    reasoning: str
+    #: `streaming` while the answer is arriving
+    status: Literal["complete", "cancelled", "error", "streaming"]
+    error: ErrorInfo | None
+    provider_id: str | None
+    model: str | None
+    usage: TokenUsage | None
+    timings: Timings | None
+    finish_reason: str | None
+    created_at: float
+
+
+class LiveAnswer(Result):
+    """The answer being streamed in a chat right now."""
+
+    message_id: str
+    seq: int
+
+
+class ChatDetail(Result):
+    chat: ChatSummary
+    system: str | None
+    messages: list[MessageInfo]
+    live: LiveAnswer | None
+
+
+class ChatList(Params):
+    limit: int = 50
+    #: only chats updated before this time (the previous page's `nextBefore`)
+    before: float | UnsetType = UNSET
+    #: full-text search over the messages; every word must appear
+    query: str | UnsetType = UNSET
+
+
+class ChatListResult(Result):
+    chats: list[ChatSummary]
+    next_before: float | None
+
+
+class ChatRef(Params):
+    chat_id: str
+
+
+class ChatRename(Params):
+    chat_id: str
+    title: str
+
+
+class ChatFork(Params):
+    """A new chat holding the messages of `chatId` up to and including `messageId`."""
+
+    chat_id: str
+    message_id: str
+
+
+class ChatAttach(Params):
+    """Follow a chat: replay the live answer from `fromSeq` (exclusive), then every delta."""
+
+    chat_id: str
+    from_seq: int = 0
+
+
+class ChatDeleted(Result):
+    chat_id: str
+    deleted: bool
+
+
+class ChatDidUpdate(Result):
+    chat_id: str
+    change: Literal["created", "message", "answered", "renamed", "deleted"]
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+
+class UsageSummaryParams(Params):
+    since: float | UnsetType = UNSET
+    until: float | UnsetType = UNSET
+    provider_id: str | UnsetType = UNSET
+
+
+class UsageTotals(Result):
+    messages: int
+    input_tokens: int
+    output_tokens: int
+    #: answers whose provider reported no usage (not counted in the sums)
+    unreported: int
+    provider_id: str | None = None
+    model: str | None = None
+    chat_id: str | None = None
+    title: str | None = None
+
+
+class UsageSummary(Result):
+    total: UsageTotals
+    providers: list[UsageTotals]
+    models: list[UsageTotals]
+    chats: list[UsageTotals]

@@ -1,16 +1,22 @@
-"""The chat service: one answer streamed from a provider, with cancel, usage and timings.
+"""The chat service: chats that live in the daemon, their answers streamed, stored and shared.
 
-``send`` picks the provider and model (the request's, else the config's
-``default_model``, else the first enabled provider's first model), refuses
-clearly when that cannot work (unknown, switched off, no models), streams
-the answer through the provider pool, hands every piece to the caller as a
-``chat/delta`` and returns the finished message.
+``send`` finds or creates the chat, picks the provider and model (the
+request's, else the chat's last ones, else the config's ``default_model``,
+else the first enabled provider's first model) and refuses clearly when that
+cannot work. It stores the user's message before the request is made,
+streams the answer through the provider pool while checkpointing it to the
+store every half second, publishes every piece as a ``chat/delta`` and
+returns the finished message.
 
-Whatever ends the answer, the caller gets a result: ``complete``;
-``cancelled`` (by ``chat/cancel`` from any client, by ``$/cancelRequest``,
-or because the client left) with the partial text; or ``error`` with the
-partial text and the provider's error. Cancelling closes the upstream HTTP
-request at once: the stream is an async generator closed by ``aclosing``.
+Whatever ends the answer, it is stored and returned: ``complete``;
+``cancelled`` (by ``chat/cancel`` from any client, by ``$/cancelRequest`` or
+because the client left) with the partial text; or ``error`` with the partial
+text and the provider's error. Cancelling closes the upstream HTTP request at
+once: the stream is an async generator closed by ``aclosing``.
+
+The service does not know about connections: it publishes deltas and chat
+changes through the two callbacks it is given, with an opaque ``origin``
+(the requesting client) that the daemon uses for fan-out.
 """
 
 from __future__ import annotations
@@ -22,18 +28,25 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 from msgspec import UNSET
 
 from orchard.api import protocol as p
+from orchard.chats.store import ChatRow, MessageRow, Store
 from orchard.config.providers import ProviderService
 from orchard.config.schema import model_id
-from orchard.errors import NotFound, OrchardError, ProviderUnavailable
+from orchard.errors import InvalidParams, NotFound, OrchardError, ProviderUnavailable
 from orchard.providers import ChatRequest, Finish, Message, ReasoningDelta, TextDelta, Usage
 
 log = logging.getLogger(__name__)
 
-Deltas = Callable[[p.ChatDelta], None]
+#: How often a streaming answer is written to disk: a crash loses at most this much.
+CHECKPOINT_SECONDS = 0.5
+TITLE_LENGTH = 60
+
+OnDelta = Callable[[p.ChatDelta, Any], None]
+OnUpdate = Callable[[str, str], None]
 
 
 def new_id(prefix: str) -> str:
@@ -42,26 +55,34 @@ def new_id(prefix: str) -> str:
 
 @dataclass
 class Answer:
-    """An answer being streamed; what every reader of it needs."""
+    """An answer being streamed; everything a late follower needs to catch up."""
 
     chat_id: str
     message_id: str
     provider_id: str
     model: str
     task: asyncio.Task | None
+    origin: Any = None
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
-    seq: int = 0
-    pieces: int = 0
+    deltas: list[p.ChatDelta] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
+    checkpointed: float = field(default_factory=time.monotonic)
+
+    @property
+    def seq(self) -> int:
+        return len(self.deltas)
 
 
 class ChatService:
-    def __init__(self, providers: ProviderService) -> None:
+    def __init__(self, providers: ProviderService, store: Store, on_delta: OnDelta, on_update: OnUpdate) -> None:
         self.providers = providers
+        self.store = store
+        self.on_delta = on_delta
+        self.on_update = on_update
         self.live: dict[str, Answer] = {}
 
     # -- choosing the provider and model --------------------------------------------
@@ -94,7 +115,7 @@ class ChatService:
                 f"`orchard model fetch {provider_id}`.",
                 providerId=provider_id,
             )
-        if model is None or model == "":
+        if not model:
             model = ids[0]
         if model not in ids:
             raise NotFound(
@@ -107,58 +128,94 @@ class ChatService:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def send(self, params: p.ChatSend, on_delta: Deltas) -> p.ChatResult:
-        provider_id, model = self.target(_opt(params.provider_id), _opt(params.model))
-        if not params.messages:
-            raise OrchardError("There is no message to send.", hint="Give at least one user message.")
-        chat_id = _opt(params.chat_id) or new_id("chat")
-        if chat_id in self.live:
+    async def send(self, params: p.ChatSend, origin: Any = None) -> p.ChatResult:
+        turns = _turns(params)
+        chat = await self._chat(_opt(params.chat_id)) if params.chat_id is not UNSET else None
+        pid = _opt(params.provider_id)
+        model = _opt(params.model)
+        if chat is not None and pid is None and model is None:
+            pid, model = chat.provider_id, chat.model
+        provider_id, model = self.target(pid, model)
+        if chat is not None and chat.id in self.live:
             raise OrchardError(
-                f"Chat `{chat_id}` is already being answered.",
-                hint="Wait for that answer, or cancel it with `chat/cancel`.",
+                f"Chat `{chat.id}` is already being answered.",
+                hint="Wait for that answer, or cancel it with `chat/cancel` (`orchard` Ctrl-C).",
             )
-        sampling = params.params if params.params is not UNSET else p.ChatParams()
-        request = ChatRequest(
-            model=model,
-            messages=[Message(m.role, m.content) for m in params.messages if m.role != "system"],
-            system=_system(params),
-            temperature=_opt(sampling.temperature),
-            top_p=_opt(sampling.top_p),
-            max_tokens=_opt(sampling.max_tokens),
-        )
-        answer = Answer(chat_id, new_id("msg"), provider_id, model, asyncio.current_task())
-        self.live[chat_id] = answer
-        status, error = "complete", None
+        system = _system(params, chat)
+        sampling = _sampling(params, chat)
+        now = time.time()
+        if chat is None:
+            chat = ChatRow(
+                id=new_id("chat"), title=title_of(turns), provider_id=provider_id, model=model, system=system,
+                params=sampling, created_at=now, updated_at=now,
+            )  # fmt: skip
+            await self.store.create_chat(chat)
+            self.on_update(chat.id, "created")
+        else:
+            await self.store.update_chat(chat.id, provider_id=provider_id, model=model, system=system, params=sampling)
+        history = await self.store.messages(chat.id)
+        position = len(history)
+        for role, text in turns:  # stored before the request is made: never lost
+            row = MessageRow(new_id("msg"), chat.id, position, role, text, "", "complete", None, None, None)
+            await self.store.add_message(row)
+            history.append(row)
+            position += 1
+        answer = Answer(chat.id, new_id("msg"), provider_id, model, asyncio.current_task(), origin)
+        self.live[chat.id] = answer
         try:
-            async with self.providers.pool.use(provider_id) as client:
+            await self.store.add_message(
+                MessageRow(answer.message_id, chat.id, position, "assistant", "", "", "streaming", None, provider_id, model)
+            )
+            self.on_update(chat.id, "message")
+            request = ChatRequest(
+                model=model,
+                messages=[Message(m.role, m.text) for m in history if _sendable(m)],
+                system=system,
+                temperature=sampling.get("temperature"),
+                top_p=sampling.get("top_p"),
+                max_tokens=sampling.get("max_tokens"),
+            )
+            status, error = await self._stream(answer, request)
+            result = _result(answer, status, error)
+            # Stored even when the task was cancelled again meanwhile (daemon stopping).
+            await asyncio.shield(self.store.finish_message(_finished_row(chat.id, position, result)))
+        finally:
+            self.live.pop(chat.id, None)
+        self.on_update(chat.id, "answered")
+        return result
+
+    async def _stream(self, answer: Answer, request: ChatRequest) -> tuple[str, p.ErrorInfo | None]:
+        try:
+            async with self.providers.pool.use(answer.provider_id) as client:
                 async with aclosing(client.chat(request)) as stream:
                     async for event in stream:
-                        self._apply(answer, event, on_delta)
+                        self._apply(answer, event)
         except asyncio.CancelledError:
-            status = "cancelled"
+            return "cancelled", None
         except OrchardError as exc:
-            status = "error"
-            error = p.ErrorInfo(kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"))
-            log.info("chat %s: %s from %s: %s", chat_id, exc.kind, provider_id, exc.message)
-        finally:
-            self.live.pop(chat_id, None)
-        return _result(answer, status, error)
+            log.info("chat %s: %s from %s: %s", answer.chat_id, exc.kind, answer.provider_id, exc.message)
+            return "error", p.ErrorInfo(kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"))
+        return "complete", None
 
-    def _apply(self, answer: Answer, event: object, on_delta: Deltas) -> None:
+    def _apply(self, answer: Answer, event: object) -> None:
         if isinstance(event, (TextDelta, ReasoningDelta)):
             if not event.text:
                 return
+            now = time.monotonic()
             if answer.first_token is None:
-                answer.first_token = time.monotonic()
-            answer.seq += 1
-            answer.pieces += 1
+                answer.first_token = now
+            seq = answer.seq + 1
             if isinstance(event, TextDelta):
                 answer.text.append(event.text)
-                delta = p.ChatDelta(answer.chat_id, answer.message_id, answer.seq, text=event.text)
+                delta = p.ChatDelta(answer.chat_id, answer.message_id, seq, text=event.text)
             else:
                 answer.reasoning.append(event.text)
-                delta = p.ChatDelta(answer.chat_id, answer.message_id, answer.seq, reasoning=event.text)
-            on_delta(delta)
+                delta = p.ChatDelta(answer.chat_id, answer.message_id, seq, reasoning=event.text)
+            answer.deltas.append(delta)
+            self.on_delta(delta, answer.origin)
+            if now - answer.checkpointed >= CHECKPOINT_SECONDS:
+                answer.checkpointed = now
+                self.store.checkpoint(answer.message_id, "".join(answer.text), "".join(answer.reasoning))
         elif isinstance(event, Usage):
             answer.usage = event
         elif isinstance(event, Finish):
@@ -171,13 +228,171 @@ class ChatService:
         answer.task.cancel()
         return True
 
+    # -- history --------------------------------------------------------------------------
+
+    async def list(self, params: p.ChatList) -> p.ChatListResult:
+        limit = max(1, min(params.limit, 500))
+        query = _opt(params.query)
+        rows = await self.store.list_chats(limit=limit + 1, before=_opt(params.before), query=query or None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return p.ChatListResult(
+            chats=[_summary(c) for c in rows], next_before=rows[-1].updated_at if more and rows else None
+        )
+
+    async def get(self, chat_id: str) -> p.ChatDetail:
+        chat = await self._chat(chat_id)
+        messages = await self.store.messages(chat_id)
+        live = self.live.get(chat_id)
+        infos = [_message_info(m) for m in messages]
+        if live is not None:  # the stored row lags by up to a checkpoint: show what has arrived
+            for info in infos:
+                if info.id == live.message_id:
+                    info.text, info.reasoning = "".join(live.text), "".join(live.reasoning)
+        return p.ChatDetail(
+            chat=_summary(chat),
+            system=chat.system,
+            messages=infos,
+            live=p.LiveAnswer(message_id=live.message_id, seq=live.seq) if live else None,
+        )
+
+    def replay(self, chat_id: str, from_seq: int) -> list[p.ChatDelta]:
+        """The live answer's deltas after ``from_seq`` (nothing when no answer is streaming)."""
+        live = self.live.get(chat_id)
+        return [] if live is None else live.deltas[max(from_seq, 0) :]
+
+    async def rename(self, params: p.ChatRename) -> p.ChatSummary:
+        await self._chat(params.chat_id)
+        title = params.title.strip()
+        if not title:
+            raise InvalidParams("The title is empty.", hint="Give the chat a title.")
+        await self.store.update_chat(params.chat_id, title=title[:200])
+        self.on_update(params.chat_id, "renamed")
+        return _summary(await self._chat(params.chat_id))
+
+    async def delete(self, chat_id: str) -> p.ChatDeleted:
+        await self._chat(chat_id)
+        answer = self.live.get(chat_id)
+        if answer is not None and answer.task is not None:
+            answer.task.cancel()
+            await asyncio.gather(answer.task, return_exceptions=True)
+        deleted = await self.store.delete_chat(chat_id)
+        self.on_update(chat_id, "deleted")
+        return p.ChatDeleted(chat_id=chat_id, deleted=deleted)
+
+    async def fork(self, params: p.ChatFork) -> p.ChatDetail:
+        chat = await self._chat(params.chat_id)
+        messages = await self.store.messages(chat.id)
+        ids = [m.id for m in messages]
+        if params.message_id not in ids:
+            raise NotFound(
+                f"Chat `{chat.id}` has no message `{params.message_id}`.",
+                hint="Take a message id from `chat/get` (`orchard history show CHAT_ID --json`).",
+            )
+        kept = messages[: ids.index(params.message_id) + 1]
+        now = time.time()
+        fork = ChatRow(
+            id=new_id("chat"), title=f"{chat.title} (fork)"[:200], provider_id=chat.provider_id, model=chat.model,
+            system=chat.system, params=chat.params, created_at=now, updated_at=now,
+        )  # fmt: skip
+        await self.store.create_chat(fork)
+        copies = []
+        for i, m in enumerate(kept):
+            status = m.status if m.status != "streaming" else "cancelled"
+            copies.append(MessageRow(**{**m.__dict__, "id": new_id("msg"), "chat_id": fork.id, "position": i, "status": status}))
+        await self.store.copy_messages(copies)
+        self.on_update(fork.id, "created")
+        return await self.get(fork.id)
+
+    async def usage(self, params: p.UsageSummaryParams) -> p.UsageSummary:
+        pid = _opt(params.provider_id)
+        data = await self.store.usage(since=_opt(params.since), until=_opt(params.until), provider_id=pid)
+
+        def totals(row: dict[str, Any]) -> p.UsageTotals:
+            return p.UsageTotals(
+                messages=row["messages"] or 0, input_tokens=row["input_tokens"] or 0,
+                output_tokens=row["output_tokens"] or 0, unreported=row["unreported"] or 0,
+                provider_id=row.get("provider_id"), model=row.get("model"), chat_id=row.get("chat_id"),
+                title=row.get("title"),
+            )  # fmt: skip
+
+        return p.UsageSummary(
+            total=totals(data["total"][0]),
+            providers=[totals(r) for r in data["providers"]],
+            models=[totals(r) for r in data["models"]],
+            chats=[totals(r) for r in data["chats"]],
+        )
+
+    async def last_chat_id(self) -> str | None:
+        chat = await self.store.last_chat()
+        return chat.id if chat else None
+
+    async def _chat(self, chat_id: str) -> ChatRow:
+        chat = await self.store.get_chat(chat_id)
+        if chat is None:
+            raise NotFound(
+                f"There is no chat `{chat_id}`.",
+                hint="Run `orchard history list` to see your chats.",
+                chatId=chat_id,
+            )
+        return chat
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def title_of(turns: list[tuple[str, str]]) -> str:
+    """A chat's title: its first user message, cut at a word near 60 characters."""
+    text = next((t for r, t in turns if r == "user"), turns[0][1] if turns else "New chat")
+    text = " ".join(text.split())
+    if len(text) <= TITLE_LENGTH:
+        return text or "New chat"
+    cut = text[:TITLE_LENGTH].rsplit(" ", 1)[0]
+    return (cut if len(cut) > TITLE_LENGTH // 2 else text[:TITLE_LENGTH]) + "…"
+
+
+def _turns(params: p.ChatSend) -> list[tuple[str, str]]:
+    if params.message is not UNSET and params.messages is not UNSET:
+        raise InvalidParams("Give either `message` or `messages`, not both.")
+    if params.message is not UNSET:
+        if not params.message.strip():
+            raise InvalidParams("The message is empty.", hint="Type something to send.")
+        return [("user", params.message)]
+    if params.messages is UNSET or not params.messages:
+        raise InvalidParams("There is no message to send.", hint="Give `message` (the next user turn) or `messages`.")
+    return [(m.role, m.content) for m in params.messages if m.role != "system"]
+
+
+def _system(params: p.ChatSend, chat: ChatRow | None) -> str | None:
+    parts = [m.content for m in (params.messages or []) if m.role == "system"] if params.messages is not UNSET else []
+    if params.system is not UNSET:
+        parts.insert(0, params.system)
+    if parts:
+        return "\n\n".join(x for x in parts if x) or None
+    return chat.system if chat else None
+
+
+def _sampling(params: p.ChatSend, chat: ChatRow | None) -> dict[str, Any]:
+    out = dict(chat.params) if chat else {}
+    if params.params is not UNSET:
+        for name in ("temperature", "top_p", "max_tokens"):
+            value = getattr(params.params, name)
+            if value is not UNSET:
+                out[name] = value
+    return out
+
+
+def _sendable(m: MessageRow) -> bool:
+    """History sent to the provider: every user message, and answers that have text."""
+    return m.role == "user" or (m.role == "assistant" and bool(m.text))
+
 
 def _result(answer: Answer, status: str, error: p.ErrorInfo | None) -> p.ChatResult:
     now = time.monotonic()
     total_ms = int((now - answer.started) * 1000)
     first_ms = None if answer.first_token is None else int((answer.first_token - answer.started) * 1000)
     usage = None
-    tokens: int | None = answer.pieces or None
+    tokens: int | None = answer.seq or None
     estimated = True
     if answer.usage is not None:
         usage = p.TokenUsage(input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens)
@@ -185,7 +400,7 @@ def _result(answer: Answer, status: str, error: p.ErrorInfo | None) -> p.ChatRes
             tokens, estimated = answer.usage.output_tokens, False
     rate = None
     if tokens and answer.first_token is not None and now - answer.first_token > 0.001:
-        # Generation speed: from the first token to the end, as llama.cpp and Cherry report it.
+        # Generation speed, from the first token to the end, as llama.cpp and Cherry report it.
         rate = round(tokens / (now - answer.first_token), 1)
     return p.ChatResult(
         chat_id=answer.chat_id,
@@ -202,12 +417,51 @@ def _result(answer: Answer, status: str, error: p.ErrorInfo | None) -> p.ChatRes
     )
 
 
-def _system(params: p.ChatSend) -> str | None:
-    parts = [m.content for m in params.messages if m.role == "system"]
-    if params.system is not UNSET and params.system:
-        parts.insert(0, params.system)
-    return "\n\n".join(parts) or None
+def _finished_row(chat_id: str, position: int, r: p.ChatResult) -> MessageRow:
+    return MessageRow(
+        id=r.message_id, chat_id=chat_id, position=position, role="assistant", text=r.text, reasoning=r.reasoning,
+        status=r.status, error=None if r.error is None else _error_dict(r.error), provider_id=r.provider_id,
+        model=r.model, input_tokens=r.usage.input_tokens if r.usage else None,
+        output_tokens=r.usage.output_tokens if r.usage else None, first_token_ms=r.timings.first_token_ms,
+        total_ms=r.timings.total_ms, tokens_per_second=r.timings.tokens_per_second, estimated=r.timings.estimated,
+        finish_reason=r.finish_reason,
+    )  # fmt: skip
 
 
-def _opt(value):
+def _error_dict(e: p.ErrorInfo) -> dict[str, Any]:
+    return {"kind": e.kind, "message": e.message, "hint": e.hint, "status": e.status}
+
+
+def _summary(c: ChatRow) -> p.ChatSummary:
+    return p.ChatSummary(
+        id=c.id, title=c.title, provider_id=c.provider_id, model=c.model, created_at=c.created_at,
+        updated_at=c.updated_at, message_count=c.message_count,
+    )  # fmt: skip
+
+
+def _message_info(m: MessageRow) -> p.MessageInfo:
+    answered = m.role == "assistant" and m.status != "streaming"
+    usage = None
+    if m.input_tokens is not None or m.output_tokens is not None:
+        usage = p.TokenUsage(input_tokens=m.input_tokens, output_tokens=m.output_tokens)
+    timings = None
+    if answered and m.total_ms is not None:
+        timings = p.Timings(
+            first_token_ms=m.first_token_ms, total_ms=m.total_ms, tokens_per_second=m.tokens_per_second,
+            estimated=bool(m.estimated),
+        )  # fmt: skip
+    error = None
+    if m.error:
+        error = p.ErrorInfo(
+            kind=m.error.get("kind", "error"), message=m.error.get("message", ""), hint=m.error.get("hint"),
+            status=m.error.get("status"),
+        )  # fmt: skip
+    return p.MessageInfo(
+        id=m.id, role=m.role, text=m.text, reasoning=m.reasoning, status=m.status, error=error,
+        provider_id=m.provider_id, model=m.model, usage=usage, timings=timings, finish_reason=m.finish_reason,
+        created_at=m.created_at,
+    )  # fmt: skip
+
+
+def _opt(value: Any) -> Any:
     return None if value is UNSET else value

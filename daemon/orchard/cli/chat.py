@@ -22,7 +22,13 @@ def cmd_chat(client: Client, args: argparse.Namespace) -> int:
     if not text.strip():
         output.error("The message is empty.", 'Give it as an argument, or "-" to read it from stdin.')
         return 2
-    params: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+    params: dict[str, Any] = {"message": text}
+    if args.continue_ is not None:
+        chat_id = args.continue_ or _last_chat(client)
+        if chat_id is None:
+            output.error("There is no chat to continue yet.", 'Start one with `orchard chat "..."`.')
+            return 2
+        params["chatId"] = chat_id
     if args.provider:
         params["providerId"] = resolve(client, args.provider)["id"]
     if args.model:
@@ -75,9 +81,14 @@ def cmd_chat(client: Client, args: argparse.Namespace) -> int:
     return 130 if result["status"] == "cancelled" else 0
 
 
+def _last_chat(client: Client) -> str | None:
+    chats = client.request("chat/list", {"limit": 1})["chats"]
+    return chats[0]["id"] if chats else None
+
+
 def _stats(result: dict[str, Any]) -> str:
     t = result["timings"]
-    parts = [f"{result['model']} via {result['providerId']}"]
+    parts = [f"{result['model']} via {result['providerId']}", f"chat {result['chatId']}"]
     usage = result["usage"]
     if usage and usage.get("outputTokens") is not None:
         parts.append(f"{usage.get('inputTokens')} in / {usage['outputTokens']} out tokens")

@@ -109,11 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(sub, "chat", "send a message and stream the answer", json=True)
     p.add_argument("message", help='the message; "-" reads it from stdin')
+    p.add_argument(
+        "-c", "--continue", dest="continue_", nargs="?", const="", metavar="CHAT_ID",
+        help="continue a chat (the last one when no id is given); the model sees the history",
+    )
     p.add_argument("-p", "--provider", help="provider id or name (default: default_model, else the first ready one)")
     p.add_argument("-m", "--model", help="model id (default: the provider's first model)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
+
+    history = command(sub, "history", "your chats").add_subparsers(dest="action", metavar="ACTION")
+    history.required = True
+    p = command(history, "list", "chats, newest first", json=True)
+    p.add_argument("--limit", type=int, default=20)
+    p = command(history, "show", "one chat with its messages (the last chat when no id)", json=True)
+    p.add_argument("chat_id", nargs="?")
+    p = command(history, "search", "chats whose messages contain all these words", json=True)
+    p.add_argument("words", nargs="+")
+    p.add_argument("--limit", type=int, default=20)
+    p = command(history, "delete", "delete chats", json=True)
+    p.add_argument("chat_ids", nargs="+", metavar="CHAT_ID")
+    p = command(history, "usage", "token usage per provider, model and chat", json=True)
+    p.add_argument("--days", type=float, help="only the last N days")
+    p.add_argument("--provider", help="only this provider")
 
     config = command(sub, "config", "the config file").add_subparsers(dest="action", metavar="ACTION")
     config.required = True
@@ -184,12 +203,20 @@ def _run(args: argparse.Namespace, config_path: Path, socket_path: Path) -> int:
             return config_cmd.edit(config_path)
         return config_cmd.validate(args.file or config_path)
 
-    from orchard.cli import chat, providers
+    from orchard.cli import chat, history, providers
     from orchard.cli.client import Client
 
     with Client.connect(socket_path, start=True, config=config_path) as client:
         if args.command == "chat":
             return chat.cmd_chat(client, args)
+        if args.command == "history":
+            return {
+                "list": history.cmd_list,
+                "show": history.cmd_show,
+                "search": history.cmd_search,
+                "delete": history.cmd_delete,
+                "usage": history.cmd_usage,
+            }[args.action](client, args)
         if args.command == "provider":
             if args.action in ("enable", "disable"):
                 return providers.cmd_enable(client, args, args.action == "enable")

@@ -93,7 +93,7 @@ async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> Non
         async with server:
             await daemon.run_background()
             server.close()
-            await daemon.close_connections()
+            await daemon.close()
     finally:
         try:
             socket_path.unlink()
@@ -125,8 +125,8 @@ async def serve_stdio(daemon: Daemon, router: Router) -> None:
     serving = asyncio.create_task(connection.serve())
     await asyncio.wait({serving, background}, return_when=asyncio.FIRST_COMPLETED)
     daemon.request_stop()
-    await connection.close()
     await asyncio.gather(serving, background, return_exceptions=True)
+    await daemon.close()
 
 
 def _feed_from_thread(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:

@@ -26,6 +26,7 @@ import collections
 import itertools
 import logging
 import re
+import select
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -169,11 +170,11 @@ class Connection:
                     break
                 if body is None:
                     # The client closed its side. It may still be reading (a bridge
-                    # that half-closes after its last request), so answer what it
-                    # asked; if it is gone, the first failed write ends these tasks.
-                    if self._tasks:
-                        await asyncio.wait(list(self._tasks.values()))
-                    await self.close(flush=True)
+                    # that half-closes after its last request): answer what it asked,
+                    # unless it is gone altogether, which it may also be later.
+                    while self._tasks and not self._peer_gone():
+                        await asyncio.wait(list(self._tasks.values()), timeout=0.05)
+                    await self.close(flush=not self._peer_gone())
                     break
                 self._dispatch(body)
         except (ConnectionError, OSError) as exc:
@@ -283,6 +284,26 @@ class Connection:
                 outcome,
                 (time.perf_counter() - started) * 1000,
             )
+
+    def _peer_gone(self) -> bool:
+        """True when the client closed both directions (not just its sending side).
+
+        A socket whose peer has closed reports POLLHUP, and a pipe whose reader
+        has closed reports POLLERR; a half-closed socket reports neither.
+        """
+        info = getattr(self._writer, "get_extra_info", None)
+        if info is None:
+            return False
+        handle = info("socket") or info("pipe")
+        try:
+            fd = handle.fileno() if handle is not None else -1
+        except (OSError, ValueError):
+            return True
+        if fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLHUP and POLLERR are always reported
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
     # -- writing ---------------------------------------------------------------
 
