@@ -58,7 +58,10 @@ class OrchardError(Exception):
         return out
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        stop = "" if self.message.rstrip().endswith((".", "!", "?", ":")) else "."
+        return f"{self.message}{stop} {self.hint[:1].upper()}{self.hint[1:]}"
 
 
 class InvalidParams(OrchardError):

@@ -17,6 +17,7 @@ from typing import Literal
 from msgspec import UNSET, Struct, UnsetType
 
 from orchard.config.schema import Capability, ProviderType
+from orchard.config.schema import ProviderId as ProviderIdText
 
 
 class Params(Struct, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
@@ -136,7 +137,8 @@ ApiKeyParam = str | list[str]
 class ProviderAdd(Params):
     name: str
     type: ProviderType
-    id: str | UnsetType = UNSET
+    #: chosen by the client instead of derived from the name
+    id: ProviderIdText | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
     api_key: ApiKeyParam | UnsetType = UNSET
     api_address: str | UnsetType = UNSET

@@ -89,8 +89,17 @@ class ChatService:
 
     def target(self, provider_id: str | None, model: str | None) -> tuple[str, str]:
         config = self.providers.config.config
-        if provider_id is None and model is None and config.default_model:
-            provider_id, _, model = config.default_model.partition("/")
+        if provider_id is None and config.default_model:
+            default_pid, _, default_model = config.default_model.partition("/")
+            if model is None or model == default_model:
+                provider_id, model = default_pid, default_model
+        if provider_id is None and model is not None:
+            # Only a model: the first enabled provider that offers it.
+            offering = [
+                pid for pid, pc in config.providers.items() if pc.enabled and model in {model_id(m) for m in pc.models}
+            ]
+            if offering:
+                provider_id = offering[0]
         if provider_id is None:
             usable = [pid for pid, pc in config.providers.items() if pc.enabled and pc.models]
             if not usable:

@@ -16,17 +16,20 @@ from orchard.cli import output
 
 
 def validate(path: Path, *, quiet: bool = False) -> int:
-    from orchard.config.service import ConfigService
+    """Read and check the file exactly as the daemon does, changing nothing."""
+    from orchard.config.schema import Config
+    from orchard.config.service import read_text
+    from orchard.config.validate import load_text
     from orchard.errors import ConfigInvalid
 
-    service = ConfigService(path)
-    service.load()
-    problem: ConfigInvalid | None = service.problem
-    if problem is not None:
+    try:
+        text = read_text(path, tighten=False)
+        config = load_text(text, path)[1] if text.strip() else Config()
+    except ConfigInvalid as problem:
         output.error(problem.message, problem.hint)
         return 1
     if not quiet:
-        n = len(service.config.providers)
+        n = len(config.providers)
         where = path if path.exists() else f"{path} (not created yet: empty config)"
         print(f"{where}: valid, {n} provider{'s' if n != 1 else ''}.")
     return 0
@@ -34,12 +37,14 @@ def validate(path: Path, *, quiet: bool = False) -> int:
 
 def edit(path: Path) -> int:
     from orchard.config.edit import HEADER
+    from orchard.config.service import write_schema
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(HEADER)
+    write_schema(path.resolve().parent)  # what its `#:schema` line points at
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     while True:
         try:

@@ -52,6 +52,9 @@ def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) ->
     except AlreadyRunning as exc:
         print(f"orchard: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    except PermissionError as exc:
+        print(f"orchard: {exc}. Choose another place with ORCHARD_SOCKET or --socket.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     logging.getLogger("orchard").info("stopped")

@@ -37,7 +37,7 @@ import tomlkit
 from orchard.config import edit
 from orchard.config.schema import Config, ProviderConfig, json_schema
 from orchard.config.validate import load_text
-from orchard.errors import ConfigInvalid, StaleRevision
+from orchard.errors import ConfigInvalid, InvalidParams, StaleRevision
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class ConfigService:
     def load(self) -> None:
         """Initial load at start-up. A bad file is reported, never fatal."""
         self._sync_from_disk(source="file", announce=False)
+        if self.path.exists():
+            write_schema(self.path.resolve().parent)
 
     # -- writing -------------------------------------------------------------
 
@@ -130,7 +132,14 @@ class ConfigService:
             result = change(doc)
             new_text = doc.as_string().rstrip("\n") + "\n"
             # Validate what we are about to write exactly as a hand edit would be.
-            _, config = load_text(new_text, self.path)
+            try:
+                _, config = load_text(new_text, self.path)
+            except ConfigInvalid as exc:
+                raise InvalidParams(
+                    f"That change would make the config invalid: {exc.data.get('reason', exc.message)}",
+                    hint="Nothing was written; correct the value and try again.",
+                    key=exc.data.get("key"),
+                ) from None
             if new_text == self._state.text:
                 return result, self.revision
             self._write(new_text)
@@ -163,20 +172,7 @@ class ConfigService:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self._write_schema(directory)
-
-    def _write_schema(self, directory: Path) -> None:
-        """Keep ``config.schema.json`` beside the file for ``#:schema ./config.schema.json``."""
-        schema = msgspec.json.format(msgspec.json.encode(json_schema()), indent=2) + b"\n"
-        target = directory / "config.schema.json"
-        try:
-            if target.exists() and target.read_bytes() == schema:
-                return
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(schema)
-            os.replace(tmp, target)
-        except OSError as exc:  # a read-only directory still gets a working config
-            log.warning("could not write %s: %s", target, exc)
+        write_schema(directory)
 
     # -- reloading ------------------------------------------------------------
 
@@ -213,54 +209,7 @@ class ConfigService:
             self._announce(ConfigChanged(self.revision, source, changed), config, changed)
 
     def _read(self) -> str:
-        path = self.path
-        if path.is_symlink() and not path.exists():
-            raise ConfigInvalid(
-                f"{path} is a link to {os.readlink(path)}, which does not exist.",
-                hint="Point the link at an existing file, or remove it to start a new config.",
-                path=str(path),
-                line=1,
-                column=1,
-            )
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return ""  # no file yet: an empty config, created on the first write
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigInvalid(
-                f"{path} is a directory, not a config file.",
-                hint="Remove it, or set ORCHARD_CONFIG to a file path.",
-                path=str(path),
-                line=1,
-                column=1,
-            )
-        try:
-            data = path.read_bytes()
-        except PermissionError:
-            raise ConfigInvalid(
-                f"{path} cannot be read: permission denied.",
-                hint=f"Run `chmod 600 {path}` as its owner.",
-                path=str(path),
-                line=1,
-                column=1,
-            ) from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-            raise ConfigInvalid(
-                f"{path}:{line}:{column}: the file is not UTF-8 text.",
-                hint=f"Save it as UTF-8 and fix line {line}.",
-                path=str(path),
-                line=line,
-                column=column,
-            ) from None
-        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.getuid():
-            # It may hold API keys: readable only by its owner.
-            path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
-            log.warning("config file was readable by others; made it readable only by you")
-        return text.removeprefix("\ufeff")
+        return read_text(self.path, tighten=True)
 
     def _apply(self, text: str, config: Config) -> None:
         self._state = _State(text=text, digest=_digest(text), config=config)
@@ -320,6 +269,74 @@ class ConfigService:
             ignore_permission_denied=True,
         ):
             self.reload()
+
+
+def read_text(path: Path, *, tighten: bool) -> str:
+    """The config file's text ("" when there is none yet), or ConfigInvalid saying why it cannot be read.
+
+    With ``tighten``, a file others can read is made readable only by its owner: it may hold keys.
+    """
+    if path.is_symlink() and not path.exists():
+        raise ConfigInvalid(
+            f"{path} is a link to {os.readlink(path)}, which does not exist.",
+            hint="Point the link at an existing file, or remove it to start a new config.",
+            path=str(path),
+            line=1,
+            column=1,
+        )
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return ""  # no file yet: an empty config, created on the first write
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigInvalid(
+            f"{path} is a directory, not a config file.",
+            hint="Remove it, or set ORCHARD_CONFIG to a file path.",
+            path=str(path),
+            line=1,
+            column=1,
+        )
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise ConfigInvalid(
+            f"{path} cannot be read: permission denied.",
+            hint=f"Run `chmod 600 {path}` as its owner.",
+            path=str(path),
+            line=1,
+            column=1,
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigInvalid(
+            f"{path}:{line}:{column}: the file is not UTF-8 text.",
+            hint=f"Save it as UTF-8 and fix line {line}.",
+            path=str(path),
+            line=line,
+            column=column,
+        ) from None
+    if tighten and stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.getuid():
+        # It may hold API keys: readable only by its owner.
+        path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+        log.warning("config file was readable by others; made it readable only by you")
+    return text.removeprefix("\ufeff")
+
+
+def write_schema(directory: Path) -> None:
+    """Keep ``config.schema.json`` beside the config, for its ``#:schema ./config.schema.json`` line."""
+    schema = msgspec.json.format(msgspec.json.encode(json_schema()), indent=2) + b"\n"
+    target = directory / "config.schema.json"
+    try:
+        if target.exists() and target.read_bytes() == schema:
+            return
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(schema)
+        os.replace(tmp, target)
+    except OSError as exc:  # a read-only directory still gets a working config
+        log.warning("could not write %s: %s", target, exc)
 
 
 def _digest(text: str) -> str:

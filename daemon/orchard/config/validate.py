@@ -87,7 +87,7 @@ def validate(doc: tomlkit.TOMLDocument, text: str, path: Path) -> Config:
 
 def _check_provider(p: ProviderConfig, where: list[PathPart], doc, text: str, path: Path) -> None:
     """Rules the schema cannot say: addresses are URLs, model ids are unique."""
-    if p.api_address:
+    if p.api_address.strip():
         parts = urlsplit(p.api_address.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise _at(
@@ -99,8 +99,14 @@ def _check_provider(p: ProviderConfig, where: list[PathPart], doc, text: str, pa
             )
     if p.proxy:
         parts = urlsplit(p.proxy)
-        if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.netloc:
-            raise _at([*where, "proxy"], f"proxy `{p.proxy}` is not a proxy URL", doc, text, path)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise _at(
+                [*where, "proxy"],
+                f"proxy `{p.proxy}` is not an http(s) proxy URL, e.g. `http://127.0.0.1:3128`",
+                doc,
+                text,
+                path,
+            )
     seen: set[str] = set()
     for i, entry in enumerate(p.models):
         mid = model_id(entry)
@@ -132,12 +138,18 @@ def _from_msgspec(exc: msgspec.ValidationError, prefix: list[PathPart], doc, tex
         if choices:
             message += f"; use one of: {', '.join(choices)}"
     else:
+        message = re.sub(r"`([a-z]+(?: \| [a-z]+)+)`", _union_words, message)
         for word, plain in _TYPE_WORDS.items():
             message = message.replace(word, plain)
         message = message[:1].lower() + message[1:]
         if parts:
             message = f"`{_dotted(parts)}`: {message}"
     return _at(parts, message, doc, text, path)
+
+
+def _union_words(match: re.Match) -> str:
+    words = [_TYPE_WORDS.get(f"`{t}`", t) for t in match.group(1).split(" | ") if t != "null"]
+    return " or ".join(words)
 
 
 def _split_path(s: str) -> list[PathPart]:
@@ -162,7 +174,7 @@ def _at(parts: list[PathPart], message: str, doc, text: str, path: Path) -> Conf
 def _problem(path: Path, line: int, column: int, message: str, key: str | None = None) -> ConfigInvalid:
     return ConfigInvalid(
         f"{path}:{line}:{column}: {message}",
-        hint=f"Fix line {line} of {path}; Orchard keeps using the last good config until then.",
+        hint=f"Fix line {line} of {path} (a running daemon keeps its last good config meanwhile).",
         path=str(path),
         line=line,
         column=column,

@@ -59,15 +59,12 @@ def acquire_lock(socket_path: Path) -> int:
     return fd
 
 
-def read_lock_pid(socket_path: Path) -> int | None:
-    try:
-        return int(paths.lock_file(socket_path).read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
 async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> None:
-    paths.ensure_private_dir(socket_path.parent)
+    directory = socket_path.parent
+    if directory == paths.runtime_dir() or not directory.exists():
+        paths.ensure_private_dir(directory)  # Orchard's own directory: 0700
+    # else a directory the person chose (ORCHARD_SOCKET=/tmp/x.sock): the socket itself is 0600,
+    # and the directory is theirs to keep as it is.
     lock_fd = acquire_lock(socket_path)
     try:
         # We hold the lock, so any socket file here was left by a daemon that died.

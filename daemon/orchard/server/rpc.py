@@ -191,7 +191,12 @@ class Connection:
             if isinstance(exc, UnicodeDecodeError):
                 detail = "the body is not valid UTF-8"
             elif isinstance(exc, msgspec.ValidationError):
-                detail = "a message must be a JSON object (batches are not supported)"
+                if body.lstrip().startswith(b"["):
+                    detail = "batches are not supported; send one message per frame"
+                elif not body.lstrip().startswith(b"{"):
+                    detail = "a message must be a JSON object"
+                else:
+                    detail = str(exc).replace("`$.", "`")
                 return self._send_error(None, errors.INVALID_REQUEST, f"Invalid request: {detail}.")
             else:
                 detail = str(exc)
@@ -247,6 +252,15 @@ class Connection:
         ctx = Context(self, req_id, method)
         task = asyncio.create_task(self._run(route, ctx, decoded), name=f"{self.name} {method} #{req_id}")
         self._tasks[req_id] = task
+        task.add_done_callback(lambda t: self._cancelled_before_start(t, req_id))
+
+    def _cancelled_before_start(self, task: asyncio.Task, req_id: int | str) -> None:
+        # A cancel that arrives in the same read as its request cancels the task
+        # before `_run` starts, so `_run` cannot answer: answer here.
+        if self._tasks.get(req_id) is task:
+            del self._tasks[req_id]
+            if task.cancelled() and not self.closed:
+                self._send_error(req_id, errors.REQUEST_CANCELLED, "The request was cancelled.")
 
     async def _run(self, route: Route, ctx: Context, params: Any) -> None:
         started = time.perf_counter()
@@ -345,11 +359,6 @@ class Connection:
                     await self._writer.drain()
         except (ConnectionError, OSError):
             await self.close()
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far has been handed to the OS."""
-        while self._outbox and not self.closed:
-            await asyncio.sleep(0.005)
 
     async def close(self, *, flush: bool = False) -> None:
         """Close the connection and cancel its requests.
