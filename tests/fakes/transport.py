@@ -56,6 +56,13 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(address, FakeHandler)
 
+    def handle_error(self, request, client_address) -> None:
+        # A client hanging up mid-answer (Check, cancel) is normal here, not an error to print.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, BrokenPipeError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
     def track(self, sock: socket.socket, is_open: bool) -> None:
         with self._open_lock:
             (self._open.add if is_open else self._open.discard)(sock)
