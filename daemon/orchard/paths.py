@@ -22,6 +22,7 @@ import os
 import stat
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -58,8 +59,11 @@ def log_file() -> Path:
 
 
 def runtime_dir() -> Path:
-    # platformdirs falls back to /tmp/runtime-<uid> when XDG_RUNTIME_DIR is unset.
-    return Path(platformdirs.user_runtime_dir(APP))
+    # platformdirs falls back to /tmp/runtime-<uid> (0700) when XDG_RUNTIME_DIR is
+    # unset, with a warning on stderr that would only be noise here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir(APP))
 
 
 def socket_path() -> Path:
