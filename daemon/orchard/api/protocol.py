@@ -244,6 +244,8 @@ class ErrorInfo(Result):
     message: str
     hint: str | None = None
     status: int | None = None
+    #: the URL that was called (never with a query string, where keys can hide)
+    url: str | None = None
 
 
 class KeyCheck(Result):

@@ -70,7 +70,7 @@ class Answer:
     finish_reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
-    checkpointed: float = field(default_factory=time.monotonic)
+    saved_seq: int = 0
 
     @property
     def seq(self) -> int:
@@ -135,6 +135,10 @@ class ChatService:
             )
         return provider_id, model
 
+    def _models_of(self, provider_id: str) -> set[str]:
+        pc = self.providers.config.provider(provider_id)
+        return {model_id(m) for m in pc.models} if pc else set()
+
     # -- sending ------------------------------------------------------------------------
 
     async def send(self, params: p.ChatSend, origin: Any = None) -> p.ChatResult:
@@ -142,8 +146,11 @@ class ChatService:
         chat = await self._chat(_opt(params.chat_id)) if params.chat_id is not UNSET else None
         pid = _opt(params.provider_id)
         model = _opt(params.model)
-        if chat is not None and pid is None and model is None:
-            pid, model = chat.provider_id, chat.model
+        if chat is not None and pid is None:
+            if model is None:
+                pid, model = chat.provider_id, chat.model
+            elif chat.provider_id and model in self._models_of(chat.provider_id):
+                pid = chat.provider_id  # a new model from the same provider
         provider_id, model = self.target(pid, model)
         if chat is not None and chat.id in self.live:
             raise OrchardError(
@@ -178,7 +185,7 @@ class ChatService:
             self.on_update(chat.id, "message")
             request = ChatRequest(
                 model=model,
-                messages=[Message(m.role, m.text) for m in history if _sendable(m)],
+                messages=_conversation(history),
                 system=system,
                 temperature=sampling.get("temperature"),
                 top_p=sampling.get("top_p"),
@@ -193,7 +200,22 @@ class ChatService:
         self.on_update(chat.id, "answered")
         return result
 
+    async def _checkpoints(self, answer: Answer) -> None:
+        """Write what has arrived every CHECKPOINT_SECONDS, also while the provider is silent."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if answer.seq != answer.saved_seq:
+                answer.saved_seq = answer.seq
+                self.store.checkpoint(answer.message_id, "".join(answer.text), "".join(answer.reasoning))
+
     async def _stream(self, answer: Answer, request: ChatRequest) -> tuple[str, p.ErrorInfo | None]:
+        checkpoints = asyncio.create_task(self._checkpoints(answer), name=f"checkpoints {answer.chat_id}")
+        try:
+            return await self._stream_events(answer, request)
+        finally:
+            checkpoints.cancel()
+
+    async def _stream_events(self, answer: Answer, request: ChatRequest) -> tuple[str, p.ErrorInfo | None]:
         try:
             async with self.providers.pool.use(answer.provider_id) as client:
                 async with aclosing(client.chat(request)) as stream:
@@ -203,7 +225,9 @@ class ChatService:
             return "cancelled", None
         except OrchardError as exc:
             log.info("chat %s: %s from %s: %s", answer.chat_id, exc.kind, answer.provider_id, exc.message)
-            return "error", p.ErrorInfo(kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"))
+            return "error", p.ErrorInfo(
+                kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"), url=exc.data.get("url")
+            )
         return "complete", None
 
     def _apply(self, answer: Answer, event: object) -> None:
@@ -222,9 +246,6 @@ class ChatService:
                 delta = p.ChatDelta(answer.chat_id, answer.message_id, seq, reasoning=event.text)
             answer.deltas.append(delta)
             self.on_delta(delta, answer.origin)
-            if now - answer.checkpointed >= CHECKPOINT_SECONDS:
-                answer.checkpointed = now
-                self.store.checkpoint(answer.message_id, "".join(answer.text), "".join(answer.reasoning))
         elif isinstance(event, Usage):
             answer.usage = event
         elif isinstance(event, Finish):
@@ -391,9 +412,21 @@ def _sampling(params: p.ChatSend, chat: ChatRow | None) -> dict[str, Any]:
     return out
 
 
-def _sendable(m: MessageRow) -> bool:
-    """History sent to the provider: every user message, and answers that have text."""
-    return m.role == "user" or (m.role == "assistant" and bool(m.text))
+def _conversation(history: list[MessageRow]) -> list[Message]:
+    """What the provider is sent: user messages and answers that have text, in order.
+
+    Turns of the same role in a row (a question whose answer failed, then the
+    next question) are joined, since some providers require turns to alternate.
+    """
+    out: list[Message] = []
+    for m in history:
+        if m.role not in ("user", "assistant") or (m.role == "assistant" and not m.text):
+            continue
+        if out and out[-1].role == m.role:
+            out[-1] = Message(m.role, f"{out[-1].content}\n\n{m.text}")
+        else:
+            out.append(Message(m.role, m.text))
+    return out
 
 
 def _result(answer: Answer, status: str, error: p.ErrorInfo | None) -> p.ChatResult:
@@ -438,7 +471,7 @@ def _finished_row(chat_id: str, position: int, r: p.ChatResult) -> MessageRow:
 
 
 def _error_dict(e: p.ErrorInfo) -> dict[str, Any]:
-    return {"kind": e.kind, "message": e.message, "hint": e.hint, "status": e.status}
+    return {"kind": e.kind, "message": e.message, "hint": e.hint, "status": e.status, "url": e.url}
 
 
 def _summary(c: ChatRow) -> p.ChatSummary:
@@ -463,7 +496,7 @@ def _message_info(m: MessageRow) -> p.MessageInfo:
     if m.error:
         error = p.ErrorInfo(
             kind=m.error.get("kind", "error"), message=m.error.get("message", ""), hint=m.error.get("hint"),
-            status=m.error.get("status"),
+            status=m.error.get("status"), url=m.error.get("url"),
         )  # fmt: skip
     return p.MessageInfo(
         id=m.id, role=m.role, text=m.text, reasoning=m.reasoning, status=m.status, error=error,

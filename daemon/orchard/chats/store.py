@@ -20,13 +20,14 @@ import asyncio
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from orchard.errors import OrchardError
 
 T = TypeVar("T")
 
@@ -93,9 +94,9 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the database to ``target``; return the version it was at."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"The chat database is from a newer Orchard (schema {current}, this one knows {SCHEMA_VERSION}); "
-            "upgrade Orchard."
+        raise OrchardError(
+            f"The chat database is from a newer Orchard (schema {current}; this one knows up to {SCHEMA_VERSION}).",
+            hint="Upgrade Orchard, or point ORCHARD_DATA elsewhere. The database was not changed.",
         )
     for version in range(current, target):
         # Each step in one transaction: a failed migration leaves the old schema intact.
@@ -155,7 +156,7 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-store")
         self._conn: sqlite3.Connection | None = None
-        self._ready = threading.Event()
+        self._closed = False
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -190,6 +191,10 @@ class Store:
         ).rowcount
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
@@ -292,7 +297,15 @@ class Store:
         await self.run(lambda c: _insert_message(c, m))
 
     async def copy_messages(self, rows: list[MessageRow]) -> None:
-        await self.run(lambda c: [_insert_message(c, m) for m in rows])
+        """Insert copies of messages (a fork); their chat becomes the most recently updated."""
+
+        def q(c: sqlite3.Connection) -> None:
+            for m in rows:
+                _insert_message(c, m)
+            if rows:
+                c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (time.time(), rows[0].chat_id))
+
+        await self.run(q)
 
     def checkpoint(self, message_id: str, text: str, reasoning: str) -> Future:
         now = time.time()

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capability", action="append", help="repeatable; give '' to go back to inferred")
 
     p = command(sub, "chat", "send a message and stream the answer", json=True)
-    p.add_argument("message", help='the message; "-" reads it from stdin')
+    p.add_argument("message", nargs="?", help='the message; "-" reads it from stdin')
     p.add_argument(
         "-c", "--continue", dest="continue_", nargs="?", const="", metavar="CHAT_ID",
         help="continue a chat (the last one when no id is given); the model sees the history",
@@ -149,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "chat" and args.message is None:
+        # `orchard chat --continue "message"`: the one value is the message, not a chat id.
+        if args.continue_:
+            args.message, args.continue_ = args.continue_, ""
+        else:
+            parser.parse_args(["chat", "--help"])
     args.config = getattr(args, "config", None)
     args.socket = getattr(args, "socket", None)
     if args.config is not None:

@@ -36,6 +36,7 @@ def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) ->
     setup_logging(log_level)
     from orchard.api import build_router
     from orchard.daemon import Daemon
+    from orchard.errors import OrchardError
     from orchard.server.listen import AlreadyRunning, serve_socket, serve_stdio
 
     async def main() -> None:
@@ -52,6 +53,9 @@ def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) ->
     except AlreadyRunning as exc:
         print(f"orchard: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    except OrchardError as exc:
+        print(f"orchard: {exc}", file=sys.stderr)
+        return 1
     except PermissionError as exc:
         print(f"orchard: {exc}. Choose another place with ORCHARD_SOCKET or --socket.", file=sys.stderr)
         return 1

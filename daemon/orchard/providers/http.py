@@ -124,8 +124,11 @@ def names_unknown_model(message: str | None, model: str | None, status: int) -> 
         return False
     if _UNKNOWN_MODEL.search(message):
         return True
-    # A 404 that names the model we asked for is about the model, not the path.
-    return status == 404 and bool(model) and model.lower() in message.lower()
+    # A 404 that names the model we asked for is about the model, not the path --
+    # unless it is quoting the path (Gemini's URL holds the model id).
+    if status != 404 or not model or model.lower() not in message.lower():
+        return False
+    return not re.search(r"(unknown|invalid|no such|not found)\W+(path|url|route|endpoint)|/v\d", message, re.I)
 
 
 def status_error(
