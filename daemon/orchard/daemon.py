@@ -1,7 +1,8 @@
 """The daemon's shared state: services, connected clients, and the fan-out between them.
 
 One :class:`Daemon` per process. It owns the services (config, providers,
-later chats), the set of connected clients, and turns service events into
+chats and their store), the set of connected clients and who follows which
+chat, and turns service events into
 notifications for every client. Transports (``orchard.server.listen``) add
 and remove connections; handlers (``orchard.api``) reach the services through
 ``ctx.daemon``. Services never import the transport: they publish events here.
@@ -47,9 +48,15 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, recover: bool = True) -> None:
+        """Open the store and load the config.
+
+        ``recover`` marks answers left streaming as interrupted: only the daemon
+        that owns the socket lock may do that, or it would mark the answers a
+        running daemon is streaming right now.
+        """
         paths.ensure_private_dir(paths.data_dir())
-        interrupted = self.store.open()
+        interrupted = self.store.open(recover=recover)
         if interrupted:
             log.warning("%d answer(s) were streaming when the daemon last stopped; their text is kept", interrupted)
         self.config.load()

@@ -390,7 +390,10 @@ def _turns(params: p.ChatSend) -> list[tuple[str, str]]:
         return [("user", params.message)]
     if params.messages is UNSET or not params.messages:
         raise InvalidParams("There is no message to send.", hint="Give `message` (the next user turn) or `messages`.")
-    return [(m.role, m.content) for m in params.messages if m.role != "system"]
+    turns = [(m.role, m.content) for m in params.messages if m.role != "system"]
+    if not any(role == "user" for role, _ in turns):
+        raise InvalidParams("`messages` has no user message.", hint="Add the user's message to send.")
+    return turns
 
 
 def _system(params: p.ChatSend, chat: ChatRow | None) -> str | None:

@@ -160,11 +160,11 @@ class Store:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def open(self) -> int:
+    def open(self, *, recover: bool = True) -> int:
         """Open (creating 0600 if needed), migrate, recover; return how many answers were interrupted."""
-        return self._executor.submit(self._open).result()
+        return self._executor.submit(self._open, recover).result()
 
-    def _open(self) -> int:
+    def _open(self, recover: bool) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -186,6 +186,8 @@ class Store:
                 "message": "The daemon stopped while this answer was streaming; the text up to then is kept.",
             }
         )
+        if not recover:
+            return 0
         return conn.execute(
             "UPDATE messages SET status = 'error', error = ? WHERE status = 'streaming'", (error,)
         ).rowcount

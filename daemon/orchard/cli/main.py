@@ -151,10 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "chat" and args.message is None:
         # `orchard chat --continue "message"`: the one value is the message, not a chat id.
-        if args.continue_:
-            args.message, args.continue_ = args.continue_, ""
-        else:
-            parser.parse_args(["chat", "--help"])
+        if not args.continue_:
+            parser.error('chat needs a message (or "-" to read it from stdin)')
+        args.message, args.continue_ = args.continue_, ""
     args.config = getattr(args, "config", None)
     args.socket = getattr(args, "socket", None)
     if args.config is not None:

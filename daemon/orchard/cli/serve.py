@@ -41,7 +41,6 @@ def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) ->
 
     async def main() -> None:
         daemon = Daemon(config_path, socket_path=None if stdio else socket_path)
-        daemon.start()
         router = build_router()
         if stdio:
             await serve_stdio(daemon, router)
@@ -57,7 +56,7 @@ def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) ->
         print(f"orchard: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:
-        print(f"orchard: {exc}. Choose another place with ORCHARD_SOCKET or --socket.", file=sys.stderr)
+        print(f"orchard: {exc}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

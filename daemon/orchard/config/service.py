@@ -259,6 +259,10 @@ class ConfigService:
         def only_config(_change: watchfiles.Change, path: str) -> bool:
             return os.path.basename(path) in names
 
+        # Besides every change event, the file is also checked once a second
+        # (yield_on_timeout): that catches a save made while the watch was still
+        # being set up, and any event a filesystem fails to deliver. A check of an
+        # unchanged file is one small read and a hash.
         async for _changes in watchfiles.awatch(
             *dirs,
             watch_filter=only_config,
@@ -267,6 +271,8 @@ class ConfigService:
             stop_event=stop,
             recursive=False,
             ignore_permission_denied=True,
+            rust_timeout=1000,
+            yield_on_timeout=True,
         ):
             self.reload()
 

@@ -4,7 +4,8 @@
 an exclusive ``flock`` on ``<socket>.lock`` (which records its pid) for its
 whole life, so a second daemon fails at once and can say which pid is
 serving, and a socket file left by a crashed daemon is known to be stale and
-replaced. The socket is created 0600 inside a 0700 directory.
+replaced. The socket is created 0600; Orchard's own directory for it is 0700,
+and a directory the person chose must be theirs (or sticky, like /tmp).
 
 ``serve_stdio`` serves one client over stdin/stdout, for editors that spawn
 the daemon themselves; it ends when stdin closes.
@@ -17,6 +18,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -41,6 +43,37 @@ class AlreadyRunning(Exception):
         )
 
 
+def _prepare_directory(directory: Path) -> None:
+    """Orchard's own socket directory is made 0700; one the person chose is checked, not changed.
+
+    A chosen directory (ORCHARD_SOCKET=/tmp/x.sock) must not let another user
+    replace the socket: it must be ours, or sticky like /tmp.
+    """
+    if directory == paths.runtime_dir() or not directory.exists():
+        paths.ensure_private_dir(directory)
+        return
+    st = directory.stat()
+    if st.st_uid != os.getuid() and not st.st_mode & stat.S_ISVTX:
+        raise PermissionError(
+            f"{directory} belongs to another user who could replace the socket; "
+            "choose another place with ORCHARD_SOCKET or --socket"
+        )
+
+
+def _lock_held(socket_path: Path) -> bool:
+    try:
+        fd = os.open(paths.lock_file(socket_path), os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we may have taken
+    return False
+
+
 def acquire_lock(socket_path: Path) -> int:
     """Take the daemon lock for ``socket_path``; return its fd (kept open while serving)."""
     lock = paths.lock_file(socket_path)
@@ -60,13 +93,10 @@ def acquire_lock(socket_path: Path) -> int:
 
 
 async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> None:
-    directory = socket_path.parent
-    if directory == paths.runtime_dir() or not directory.exists():
-        paths.ensure_private_dir(directory)  # Orchard's own directory: 0700
-    # else a directory the person chose (ORCHARD_SOCKET=/tmp/x.sock): the socket itself is 0600,
-    # and the directory is theirs to keep as it is.
+    _prepare_directory(socket_path.parent)
     lock_fd = acquire_lock(socket_path)
     try:
+        daemon.start()  # only now: a daemon refused above must not touch the store
         # We hold the lock, so any socket file here was left by a daemon that died.
         try:
             socket_path.unlink()
@@ -100,6 +130,8 @@ async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> Non
 
 
 async def serve_stdio(daemon: Daemon, router: Router) -> None:
+    # Beside a socket daemon, leave the answers it is streaming alone.
+    daemon.start(recover=not _lock_held(paths.socket_path()))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_LIMIT)
     # Our replies must be the only thing on stdout; nothing else may print there.
