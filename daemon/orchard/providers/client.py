@@ -198,6 +198,7 @@ class ProviderClient:
                     t.text = True
                 yield batch
                 if state.done:
+                    await _drain(events)
                     break
             if not self.adapter.complete(state):
                 raise ended_early(call)
@@ -306,6 +307,22 @@ class ProviderClient:
         from .check import run_check
 
         return await run_check(self, model, keys)
+
+
+async def _drain(events: AsyncIterator[Any], limit: float = 1.0) -> None:
+    """Read what follows the end of an answer (the body's last bytes), briefly.
+
+    A response read to its end goes back to the pool, so the next request to
+    this provider reuses the connection (no new TCP or TLS handshake); one
+    left half-read is closed. A server that keeps talking after the end is
+    not waited for beyond ``limit``.
+    """
+    try:
+        async with asyncio.timeout(limit):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError, ProviderError):
+        pass
 
 
 def _sendable(key: str) -> bool:
