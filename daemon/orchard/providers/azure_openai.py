@@ -41,6 +41,6 @@ class AzureOpenAIAdapter(OpenAIAdapter):
             f"Provider {self.settings.id!r} is Azure OpenAI, whose deployments cannot be "
             "listed through its API.",
             hint=f"add each deployment by name: `orchard model add {self.settings.id} DEPLOYMENT`",
-            provider=self.settings.id,
+            providerId=self.settings.id,
         )
 

@@ -65,7 +65,7 @@ def adapter_for(settings: ProviderSettings) -> Adapter:
         raise ProviderUnavailable(
             f"Provider {settings.id!r} has the type {settings.type!r}, which Orchard does not know.",
             hint=f"use one of: {', '.join(_ADAPTERS)}",
-            provider=settings.id,
+            providerId=settings.id,
         ) from None
 
 
@@ -215,7 +215,7 @@ class ProviderClient:
                     f"Provider {self.settings.id!r}: the API key {preview(t.value)} has characters "
                     "that cannot be sent in a header (a line break, a space or a non-ASCII letter).",
                     hint=f"set the key again with `orchard provider set-key {self.settings.id}`",
-                    provider=self.settings.id,
+                    providerId=self.settings.id,
                 )
         except ProviderUnavailable:
             if t.more_keys:

@@ -64,7 +64,7 @@ def make_client(settings: ProviderSettings) -> httpx.AsyncClient:
         raise ProviderUnavailable(
             f"Provider {settings.id!r} has a proxy setting that cannot be used.",
             hint="set `proxy` to a URL such as http://127.0.0.1:3128, or remove it",
-            provider=settings.id,
+            providerId=settings.id,
         ) from exc
 
 

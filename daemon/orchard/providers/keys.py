@@ -106,7 +106,7 @@ def _from_env(name: str, provider_id: str) -> str:
             f"{name}, which is not set in the daemon's environment.",
             hint=f"set {name} where the daemon starts (then restart it), or change the key "
             f"with `orchard provider set-key {provider_id}`",
-            provider=provider_id,
+            providerId=provider_id,
         )
     return os.environ[name].strip()
 
@@ -152,7 +152,7 @@ async def _from_command(command: str, provider_id: str) -> str:
     raise ProviderUnavailable(
         f"Provider {provider_id!r}: its API key comes from the command `{command}`, but {problem}.",
         hint=hint,
-        provider=provider_id,
+        providerId=provider_id,
     )
 
 

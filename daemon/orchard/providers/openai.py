@@ -39,7 +39,7 @@ def unavailable(settings: ProviderSettings, exc: AddressError) -> ProviderUnavai
     return ProviderUnavailable(
         f"Provider {settings.id!r} cannot be used: {exc}.",
         hint="check the provider's API address (`api_address` in its config)",
-        provider=settings.id,
+        providerId=settings.id,
     )
 
 
@@ -58,7 +58,7 @@ def models_url(settings: ProviderSettings, endpoints: Endpoints) -> str:
             f"Provider {settings.id!r}: its API address ends in `#` and has no model list "
             "address next to it that we can derive.",
             hint=f"add models by name with `orchard model add {settings.id} MODEL`",
-            provider=settings.id,
+            providerId=settings.id,
         )
     return endpoints.models
 
