@@ -4,7 +4,9 @@ directory, an unreadable config and odd chat requests must not do."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -91,3 +93,47 @@ async def test_an_unreadable_config_is_reported_once(daemon_process: Daemon) -> 
         assert again == []
     finally:
         await client.close()
+
+
+async def test_a_slow_client_gets_merged_pieces_and_the_whole_answer(daemon: Daemon) -> None:
+    words = [f"w{i}" for i in range(20000)]
+    with FakeProvider("openai", reply=" ".join(words)) as fake:
+        setup = await daemon.client()
+        await setup.request(
+            "provider/add", {"name": "Fast", "type": "openai", "apiAddress": fake.url + "/", "models": ["gpt2"]}
+        )
+        await setup.close()
+        # A plain socket that nobody reads for a while (an asyncio reader would keep
+        # draining the socket into its own buffer in the background).
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect(str(daemon.socket))
+        try:
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chat/send", "params": {"message": "go"}}).encode()
+            sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            await asyncio.sleep(3)  # not reading: the socket fills and the daemon's outbox backs up
+            deltas, result = await asyncio.to_thread(_read_until_result, sock, 1)
+        finally:
+            sock.close()
+    assert result["status"] == "complete"
+    assert "".join(d["text"] for d in deltas) == result["text"]
+    seqs = [d["seq"] for d in deltas]
+    assert seqs == sorted(set(seqs)) and seqs[-1] == len(result["text"].split(" "))
+    # Merged while the client was behind: far fewer notifications than pieces.
+    print(f"\n{seqs[-1]} pieces reached the slow client as {len(deltas)} chat/delta notifications")
+    assert len(deltas) < seqs[-1] / 2
+
+
+def _read_until_result(sock: socket.socket, req_id: int) -> tuple[list[dict], dict]:
+    stream = sock.makefile("rb")
+    deltas = []
+    while True:
+        length = 0
+        while (line := stream.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length"):
+                length = int(line.split(b":")[1])
+        msg = json.loads(stream.read(length))
+        if msg.get("method") == "chat/delta":
+            deltas.append(msg["params"])
+        elif msg.get("id") == req_id:
+            return deltas, msg["result"]

@@ -27,6 +27,22 @@ from orchard.server.rpc import Connection, encode_notification
 log = logging.getLogger(__name__)
 
 
+def merge_deltas(a: p.ChatDelta, b: p.ChatDelta) -> p.ChatDelta | None:
+    """Two waiting pieces of one answer as one (a slow client's backlog); `seq` is then the last piece's.
+
+    Answer text and reasoning are never merged together.
+    """
+    if a.message_id != b.message_id or (a.text is None) != (b.text is None):
+        return None
+    return p.ChatDelta(
+        chat_id=a.chat_id,
+        message_id=a.message_id,
+        seq=b.seq,
+        text=None if a.text is None else a.text + (b.text or ""),
+        reasoning=None if a.reasoning is None else a.reasoning + (b.reasoning or ""),
+    )
+
+
 class Daemon:
     def __init__(self, config_path: Path, *, socket_path: Path | None = None) -> None:
         self.started = time.monotonic()
@@ -162,11 +178,9 @@ class Daemon:
         targets = set(self.followers.get(delta.chat_id, ()))
         if isinstance(origin, Connection):
             targets.add(origin)
-        if not targets:
-            return
-        body = encode_notification("chat/delta", delta)
+        size = 160 + len(delta.text or "") + len(delta.reasoning or "")
         for connection in targets:
-            connection.send_encoded(body)
+            connection.notify_merging("chat/delta", delta, merge_deltas, size)
 
     def _on_chat_update(self, chat_id: str, change: str) -> None:
         if change == "deleted":

@@ -143,7 +143,7 @@ class Connection:
         self._writer = writer
         self._router = router
         self._tasks: dict[int | str, asyncio.Task] = {}
-        self._outbox: collections.deque[bytes] = collections.deque()
+        self._outbox: collections.deque[bytes | _Mergeable] = collections.deque()
         self._outbox_bytes = 0
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
@@ -334,12 +334,43 @@ class Connection:
             error["data"] = data
         self._send(_encoder.encode({"jsonrpc": "2.0", "id": req_id, "error": error}))
 
+    def notify_merging(self, method: str, params: Any, merge: Callable[[Any, Any], Any | None], size: int) -> None:
+        """Queue a notification that may be merged with the one before it while this client is behind.
+
+        Merging happens only while the OS refuses more bytes for this client
+        (it is not reading), so a client that keeps up sees every one, even in
+        a burst; a slow one gets fewer, larger ones (``merge`` says how, or
+        returns None when the two cannot be merged) instead of a backlog.
+        """
+        if self.closed:
+            return
+        last = self._outbox[-1] if self._outbox else None
+        if isinstance(last, _Mergeable) and last.method == method and self._behind():
+            merged = merge(last.params, params)
+            if merged is not None:
+                last.params = merged
+                last.size += size
+                self._outbox_bytes += size
+                return
+        self._queue(_Mergeable(method, params, size), size)
+
+    def _behind(self) -> bool:
+        """The client is not reading: bytes are waiting in the transport that the OS would not take."""
+        transport = getattr(self._writer, "transport", None)
+        try:
+            return transport is not None and transport.get_write_buffer_size() > 0
+        except (AttributeError, RuntimeError):
+            return False
+
     def _send(self, body: bytes) -> None:
         if self.closed:
             return
         frame = framing.encode(body)
-        self._outbox.append(frame)
-        self._outbox_bytes += len(frame)
+        self._queue(frame, len(frame))
+
+    def _queue(self, item: bytes | _Mergeable, size: int) -> None:
+        self._outbox.append(item)
+        self._outbox_bytes += size
         if self._outbox_bytes > MAX_OUTBOX_BYTES:
             log.warning("%s: stopped reading (%d bytes unread); disconnecting it", self.name, self._outbox_bytes)
             self._outbox.clear()
@@ -353,12 +384,18 @@ class Connection:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._outbox:
-                    frame = self._outbox.popleft()
-                    self._outbox_bytes -= len(frame)
-                    self._writer.write(frame)
+                    self._writer.write(self._pop())
                     await self._writer.drain()
         except (ConnectionError, OSError):
             await self.close()
+
+    def _pop(self) -> bytes:
+        item = self._outbox.popleft()
+        if isinstance(item, _Mergeable):
+            self._outbox_bytes -= item.size
+            return framing.encode(encode_notification(item.method, item.params))
+        self._outbox_bytes -= len(item)
+        return item
 
     async def close(self, *, flush: bool = False) -> None:
         """Close the connection and cancel its requests.
@@ -387,13 +424,20 @@ class Connection:
 
     async def _drain_then_stop(self) -> None:
         while self._outbox:
-            frame = self._outbox.popleft()
-            self._outbox_bytes -= len(frame)
-            self._writer.write(frame)
+            self._writer.write(self._pop())
             await self._writer.drain()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+
+@dataclass
+class _Mergeable:
+    """A notification still waiting in an outbox, which later ones may be merged into."""
+
+    method: str
+    params: Any
+    size: int
 
 
 def encode_notification(method: str, params: Any) -> bytes:
