@@ -576,6 +576,7 @@ async def test_an_error_shows_status_url_and_the_providers_words(client: RawClie
     err = result["error"]
     assert err["status"] == 401
     assert "Your key was revoked on Tuesday" in err["message"]
+    assert err["providerMessage"] == "Your key was revoked on Tuesday"
     url = fake.url + CHAT_PATHS[type]
     assert err.get("url") == url or url in err["message"], err
 
@@ -882,3 +883,15 @@ async def test_a_client_leaving_before_the_first_token_closes_the_upstream(daemo
     gone = await fake.wait_for_disconnect_async(3.0)
     assert gone is not None, "the upstream request stayed open after its client left"
     assert gone["at"] - left_at < 1.0
+
+
+async def test_a_rate_limit_says_how_long_to_wait(client: RawClient, fakes) -> None:
+    # Longer than the client waits by itself (20 s), so it is reported, not waited for.
+    fake = fakes("openai", status=429, retry_after=120)
+    pid = await add_provider(client, fake)
+    result, _ = await send(client, chat_params(pid, "openai"))
+    err = result["error"]
+    assert err["kind"] == "rate_limited" and err["status"] == 429
+    assert err["retryAfter"] == 120
+    stored = await client.request("chat/get", {"chatId": result["chatId"]})
+    assert stored["messages"][-1]["error"]["retryAfter"] == 120

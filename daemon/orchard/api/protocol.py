@@ -246,6 +246,10 @@ class ErrorInfo(Result):
     status: int | None = None
     #: the URL that was called (never with a query string, where keys can hide)
     url: str | None = None
+    #: the provider's own words, when it said any
+    provider_message: str | None = None
+    #: seconds the provider asked to wait (429 Retry-After)
+    retry_after: float | None = None
 
 
 class KeyCheck(Result):

@@ -226,8 +226,10 @@ class ChatService:
         except OrchardError as exc:
             log.info("chat %s: %s from %s: %s", answer.chat_id, exc.kind, answer.provider_id, exc.message)
             return "error", p.ErrorInfo(
-                kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"), url=exc.data.get("url")
-            )
+                kind=exc.kind, message=exc.message, hint=exc.hint, status=exc.data.get("status"),
+                url=exc.data.get("url"), provider_message=exc.data.get("providerMessage"),
+                retry_after=exc.data.get("retryAfter"),
+            )  # fmt: skip
         return "complete", None
 
     def _apply(self, answer: Answer, event: object) -> None:
@@ -474,7 +476,10 @@ def _finished_row(chat_id: str, position: int, r: p.ChatResult) -> MessageRow:
 
 
 def _error_dict(e: p.ErrorInfo) -> dict[str, Any]:
-    return {"kind": e.kind, "message": e.message, "hint": e.hint, "status": e.status, "url": e.url}
+    return {
+        "kind": e.kind, "message": e.message, "hint": e.hint, "status": e.status, "url": e.url,
+        "providerMessage": e.provider_message, "retryAfter": e.retry_after,
+    }  # fmt: skip
 
 
 def _summary(c: ChatRow) -> p.ChatSummary:
@@ -499,7 +504,8 @@ def _message_info(m: MessageRow) -> p.MessageInfo:
     if m.error:
         error = p.ErrorInfo(
             kind=m.error.get("kind", "error"), message=m.error.get("message", ""), hint=m.error.get("hint"),
-            status=m.error.get("status"), url=m.error.get("url"),
+            status=m.error.get("status"), url=m.error.get("url"), provider_message=m.error.get("providerMessage"),
+            retry_after=m.error.get("retryAfter"),
         )  # fmt: skip
     return p.MessageInfo(
         id=m.id, role=m.role, text=m.text, reasoning=m.reasoning, status=m.status, error=error,

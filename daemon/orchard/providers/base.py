@@ -123,6 +123,8 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     hint: str | None = None
     status: int | None = None
     url: str | None = None
+    provider_message: str | None = None
+    retry_after: float | None = None
 
     @classmethod
     def from_error(cls, exc: Any) -> "ErrorInfo":
@@ -134,6 +136,8 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
             hint=getattr(exc, "hint", None),
             status=data.get("status"),
             url=data.get("url"),
+            provider_message=data.get("providerMessage"),
+            retry_after=data.get("retryAfter"),
         )
 
 
