@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
 sys.path.insert(0, str(ROOT))
 
+from tests.fakes import FakeProvider  # noqa: E402
 from tests.rpc import RawClient  # noqa: E402
 
 _STRIP = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -166,6 +168,21 @@ async def client(daemon: Daemon):
     c = await daemon.client()
     yield c
     await c.close()
+
+
+@pytest.fixture
+def fakes() -> Iterator[Callable[..., FakeProvider]]:
+    """A factory of started fake providers on 127.0.0.1, all stopped at teardown."""
+    started: list[FakeProvider] = []
+
+    def make(type: str = "openai", **switches: Any) -> FakeProvider:
+        fake = FakeProvider(type, **switches).start()
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

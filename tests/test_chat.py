@@ -73,21 +73,6 @@ def closed_port() -> int:
     return port
 
 
-@pytest.fixture
-def fakes() -> Iterator[Any]:
-    """A factory of started fakes, all stopped at teardown."""
-    started: list[FakeProvider] = []
-
-    def make(type: str, **switches: Any) -> FakeProvider:
-        fake = FakeProvider(type, **switches).start()
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _report_latencies() -> Iterator[None]:
     yield

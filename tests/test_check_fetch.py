@@ -15,12 +15,10 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.fakes import FakeProvider
 from tests.rpc import RawClient, RpcFailure
 
 pytestmark = pytest.mark.asyncio
@@ -57,20 +55,6 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-@pytest.fixture
-def fakes() -> Iterator[Any]:
-    started: list[FakeProvider] = []
-
-    def make(type: str, **switches: Any) -> FakeProvider:
-        fake = FakeProvider(type, **switches).start()
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
 
 
 async def add_provider(

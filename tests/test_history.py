@@ -21,7 +21,7 @@ import signal
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +59,6 @@ def words(text: str) -> int:
 
 
 # -- fixtures and helpers -------------------------------------------------------------------
-
-
-@pytest.fixture
-def fakes() -> Iterator[Callable[..., FakeProvider]]:
-    """A factory of started fakes, all stopped at teardown."""
-    started: list[FakeProvider] = []
-
-    def make(type: str = "openai", **switches: Any) -> FakeProvider:
-        fake = FakeProvider(type, **switches).start()
-        started.append(fake)
-        return fake
-
-    yield make
-    for fake in started:
-        fake.stop()
 
 
 @pytest.fixture
