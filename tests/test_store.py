@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 import stat
 import time
 from collections.abc import Iterator
@@ -279,3 +280,27 @@ async def test_the_search_index_follows_updates_and_deletes(tmp_path: Path, stor
 
     assert await store.run(check) == [(1,)]
 
+
+
+async def test_only_answers_whose_daemon_is_gone_are_interrupted(tmp_path: Path, stores) -> None:
+    """Several daemons may share the data dir (a --stdio one beside the shared one)."""
+    path = tmp_path / "orchard.db"
+    store, _ = stores(path)
+    now = time.time()
+    alive = subprocess.Popen(["sleep", "60"])  # stands in for another daemon, still streaming
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        await store.create_chat(ChatRow("c1", "hi", "p", "m", None, {}, now, now))
+        for mid, pos, owner in (("a-live", 0, alive.pid), ("a-dead", 1, dead.pid), ("a-old", 2, None)):
+            await store.add_message(
+                MessageRow(mid, "c1", pos, "assistant", "so far", "", "streaming", None, "p", "m", owner_pid=owner)
+            )
+        stores.close(store)
+        store, interrupted = stores(path)
+        assert interrupted == 2
+        status = {m.id: m.status for m in await store.messages("c1")}
+        assert status == {"a-live": "streaming", "a-dead": "error", "a-old": "error"}
+    finally:
+        alive.kill()
+        alive.wait()

@@ -64,15 +64,10 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self, *, recover: bool = True) -> None:
-        """Open the store and load the config.
-
-        ``recover`` marks answers left streaming as interrupted: only the daemon
-        that owns the socket lock may do that, or it would mark the answers a
-        running daemon is streaming right now.
-        """
+    def start(self) -> None:
+        """Open the store (answers whose daemon is gone are marked interrupted) and load the config."""
         paths.ensure_private_dir(paths.data_dir())
-        interrupted = self.store.open(recover=recover)
+        interrupted = self.store.open()
         if interrupted:
             log.warning("%d answer(s) were streaming when the daemon last stopped; their text is kept", interrupted)
         self.config.load()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -180,7 +181,10 @@ class ChatService:
         self.live[chat.id] = answer
         try:
             await self.store.add_message(
-                MessageRow(answer.message_id, chat.id, position, "assistant", "", "", "streaming", None, provider_id, model)
+                MessageRow(
+                    answer.message_id, chat.id, position, "assistant", "", "", "streaming", None, provider_id, model,
+                    owner_pid=os.getpid(),
+                )  # fmt: skip
             )
             self.on_update(chat.id, "message")
             request = ChatRequest(

@@ -86,6 +86,11 @@ MIGRATIONS: list[str] = [
     END;
     CREATE INDEX messages_by_time ON messages(created_at);
     """,
+    # 3: which daemon process is streaming an answer, so that only answers whose
+    # daemon is gone are marked interrupted (several daemons may share the data dir)
+    """
+    ALTER TABLE messages ADD COLUMN owner_pid INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -143,11 +148,14 @@ class MessageRow:
     finish_reason: str | None = None
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    #: the daemon process streaming this answer (while its status is `streaming`)
+    owner_pid: int | None = None
 
 
 _MESSAGE_COLUMNS = (
     "id, chat_id, position, role, text, reasoning, status, error, provider_id, model, input_tokens, "
-    "output_tokens, first_token_ms, total_ms, tokens_per_second, estimated, finish_reason, created_at, updated_at"
+    "output_tokens, first_token_ms, total_ms, tokens_per_second, estimated, finish_reason, created_at, updated_at, "
+    "owner_pid"
 )
 
 
@@ -160,11 +168,11 @@ class Store:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def open(self, *, recover: bool = True) -> int:
+    def open(self) -> int:
         """Open (creating 0600 if needed), migrate, recover; return how many answers were interrupted."""
-        return self._executor.submit(self._open, recover).result()
+        return self._executor.submit(self._open).result()
 
-    def _open(self, recover: bool) -> int:
+    def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -180,17 +188,7 @@ class Store:
             if p.exists():
                 p.chmod(0o600)
         self._conn = conn
-        error = json.dumps(
-            {
-                "kind": "interrupted",
-                "message": "The daemon stopped while this answer was streaming; the text up to then is kept.",
-            }
-        )
-        if not recover:
-            return 0
-        return conn.execute(
-            "UPDATE messages SET status = 'error', error = ? WHERE status = 'streaming'", (error,)
-        ).rowcount
+        return self._call(_recover)
 
     def close(self) -> None:
         if self._closed:
@@ -385,6 +383,44 @@ class Store:
         return await self.run(q)
 
 
+def _recover(c: sqlite3.Connection) -> int:
+    """Mark answers left `streaming` by a daemon that is gone as interrupted; keep their text.
+
+    Answers another live daemon is streaming (a --stdio one beside the shared
+    one) are left alone. A row with our own pid is stale too: that pid
+    belonged to a daemon that died before this one was given it.
+    """
+    error = json.dumps(
+        {
+            "kind": "interrupted",
+            "message": "The daemon stopped while this answer was streaming; the text up to then is kept.",
+        }
+    )
+    gone = [
+        pid
+        for (pid,) in c.execute("SELECT DISTINCT owner_pid FROM messages WHERE status = 'streaming'")
+        if pid is None or pid == os.getpid() or not _alive(pid)
+    ]
+    n = 0
+    for pid in gone:
+        n += c.execute(
+            "UPDATE messages SET status = 'error', error = ?, owner_pid = NULL "
+            "WHERE status = 'streaming' AND owner_pid IS ?",
+            (error, pid),
+        ).rowcount
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not one of our daemons
+        return False
+    return True
+
+
 def fts_query(text: str) -> str:
     """A person's search words as an FTS5 query: every word must appear; the last may be a prefix."""
     words = [w.replace('"', '""') for w in text.split() if w.strip()]
@@ -397,11 +433,11 @@ def fts_query(text: str) -> str:
 
 def _insert_message(c: sqlite3.Connection, m: MessageRow) -> None:
     c.execute(
-        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 20)})",
         (m.id, m.chat_id, m.position, m.role, m.text, m.reasoning, m.status,
          json.dumps(m.error) if m.error else None, m.provider_id, m.model, m.input_tokens, m.output_tokens,
          m.first_token_ms, m.total_ms, m.tokens_per_second, None if m.estimated is None else int(m.estimated),
-         m.finish_reason, m.created_at, m.updated_at),
+         m.finish_reason, m.created_at, m.updated_at, m.owner_pid),
     )  # fmt: skip
     c.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (m.updated_at, m.chat_id))
 

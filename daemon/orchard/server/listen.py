@@ -60,20 +60,6 @@ def _prepare_directory(directory: Path) -> None:
         )
 
 
-def _lock_held(socket_path: Path) -> bool:
-    try:
-        fd = os.open(paths.lock_file(socket_path), os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases a lock we may have taken
-    return False
-
-
 def acquire_lock(socket_path: Path) -> int:
     """Take the daemon lock for ``socket_path``; return its fd (kept open while serving)."""
     lock = paths.lock_file(socket_path)
@@ -130,8 +116,7 @@ async def serve_socket(daemon: Daemon, router: Router, socket_path: Path) -> Non
 
 
 async def serve_stdio(daemon: Daemon, router: Router) -> None:
-    # Beside a socket daemon, leave the answers it is streaming alone.
-    daemon.start(recover=not _lock_held(paths.socket_path()))
+    daemon.start()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_LIMIT)
     # Our replies must be the only thing on stdout; nothing else may print there.
