@@ -623,13 +623,13 @@ async def test_list_is_newest_first_and_pages(client: RawClient, fakes) -> None:
     while True:
         params: dict[str, Any] = {"limit": 2}
         if before is not None:
-            params["before"] = before
+            params["before"], params["beforeId"] = before
         page = await client.request("chat/list", params)
         pages.append([c["id"] for c in page["chats"]])
-        before = page["nextBefore"]
-        if before is None:
+        if page["nextBefore"] is None:
             break
-        assert before == page["chats"][-1]["updatedAt"]
+        before = page["nextBefore"], page["nextBeforeId"]
+        assert before == (page["chats"][-1]["updatedAt"], page["chats"][-1]["id"])
     assert pages == [ids[4:2:-1], ids[2:0:-1], ids[0:1]]
 
     # A chat that goes on moves to the top.

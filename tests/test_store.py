@@ -304,3 +304,17 @@ async def test_only_answers_whose_daemon_is_gone_are_interrupted(tmp_path: Path,
     finally:
         alive.kill()
         alive.wait()
+
+
+async def test_paging_loses_no_chat_updated_at_the_same_instant(tmp_path: Path, stores) -> None:
+    store, _ = stores(tmp_path / "orchard.db")
+    for i in range(5):
+        await store.create_chat(ChatRow(f"c{i}", f"chat {i}", "p", "m", None, {}, T0, T0))
+    seen, before, before_id = [], None, None
+    while True:
+        page = await store.list_chats(limit=2, before=before, before_id=before_id)
+        seen += [c.id for c in page]
+        if len(page) < 2:
+            break
+        before, before_id = page[-1].updated_at, page[-1].id
+    assert seen == ["c4", "c3", "c2", "c1", "c0"]

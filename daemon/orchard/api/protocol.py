@@ -432,8 +432,10 @@ class ChatDetail(Result):
 
 class ChatList(Params):
     limit: int = 50
-    #: only chats updated before this time (the previous page's `nextBefore`)
+    #: only chats listed after the previous page: its `nextBefore` ...
     before: float | UnsetType = UNSET
+    #: ... and its `nextBeforeId` (so chats updated at the same instant are not skipped)
+    before_id: str | UnsetType = UNSET
     #: full-text search over the messages; every word must appear
     query: str | UnsetType = UNSET
 
@@ -441,6 +443,7 @@ class ChatList(Params):
 class ChatListResult(Result):
     chats: list[ChatSummary]
     next_before: float | None
+    next_before_id: str | None
 
 
 class ChatRef(Params):

@@ -269,11 +269,16 @@ class ChatService:
     async def list(self, params: p.ChatList) -> p.ChatListResult:
         limit = max(1, min(params.limit, 500))
         query = _opt(params.query)
-        rows = await self.store.list_chats(limit=limit + 1, before=_opt(params.before), query=query or None)
+        rows = await self.store.list_chats(
+            limit=limit + 1, before=_opt(params.before), before_id=_opt(params.before_id), query=query or None
+        )
         more = len(rows) > limit
         rows = rows[:limit]
+        last = rows[-1] if more and rows else None
         return p.ChatListResult(
-            chats=[_summary(c) for c in rows], next_before=rows[-1].updated_at if more and rows else None
+            chats=[_summary(c) for c in rows],
+            next_before=last.updated_at if last else None,
+            next_before_id=last.id if last else None,
         )
 
     async def get(self, chat_id: str) -> p.ChatDetail:

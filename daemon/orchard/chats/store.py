@@ -257,10 +257,18 @@ class Store:
         chats = await self.list_chats(limit=1)
         return chats[0] if chats else None
 
-    async def list_chats(self, *, limit: int, before: float | None = None, query: str | None = None) -> list[ChatRow]:
+    async def list_chats(
+        self, *, limit: int, before: float | None = None, before_id: str | None = None, query: str | None = None
+    ) -> list[ChatRow]:
+        """Newest first, ordered by (updated_at, id): a page boundary between chats
+        updated at the same instant loses none of them when ``before_id`` is given."""
+
         def q(c: sqlite3.Connection) -> list[ChatRow]:
             where, args = [], []
-            if before is not None:
+            if before is not None and before_id is not None:
+                where.append("(chats.updated_at < ? OR (chats.updated_at = ? AND chats.id < ?))")
+                args += [before, before, before_id]
+            elif before is not None:
                 where.append("chats.updated_at < ?")
                 args.append(before)
             if query:
@@ -272,7 +280,7 @@ class Store:
             sql = (
                 "SELECT chats.*, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) AS n FROM chats"
                 + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY chats.updated_at DESC LIMIT ?"
+                + " ORDER BY chats.updated_at DESC, chats.id DESC LIMIT ?"
             )
             return [_chat(r) for r in c.execute(sql, (*args, limit))]
 
