@@ -64,6 +64,12 @@ async def test_invalid_params_name_the_field(client: RawClient) -> None:
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/add", {"name": "x", "type": "openai", "colour": "red"})
     assert err.value.code == -32602 and "colour" in err.value.message
+    assert err.value.data["field"] == "colour"
+
+    # A member of a nested object is named with its path, not by its parent.
+    with pytest.raises(RpcFailure) as err:
+        await client.request("chat/send", {"message": "hi", "params": {"temprature": 0.2}})
+    assert err.value.code == -32602 and err.value.data["field"] == "params.temprature"
 
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/add", {"name": "x", "type": "cohere"})
@@ -72,6 +78,7 @@ async def test_invalid_params_name_the_field(client: RawClient) -> None:
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/get", {})
     assert err.value.code == -32602 and "id" in err.value.message
+    assert err.value.data["field"] == "id"
 
     with pytest.raises(RpcFailure) as err:
         await client.request("provider/get", [1, 2])

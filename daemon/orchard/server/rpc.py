@@ -461,14 +461,15 @@ def _params_message(method: str, exc: msgspec.ValidationError) -> str:
 
 
 def _params_data(exc: msgspec.ValidationError) -> dict[str, Any]:
+    """`data` of a -32602: `field` is the dotted path of the field at fault (`params.temperature`
+    is `params.temperature`; an unknown or missing member names that member, not its parent)."""
     text = str(exc)
     data: dict[str, Any] = {"kind": "invalid_params"}
-
-
     at = re.search(r"`\$\.([^`]+)`", text)
-    field = re.search(r"field `([^`]+)`", text)
-    if at:
-        data["field"] = at.group(1)
-    elif field:
-        data["field"] = field.group(1)
+    member = re.search(r"(?:unknown|required) field `([^`]+)`", text)
+    path = at.group(1) if at else ""
+    if member:
+        path = f"{path}.{member.group(1)}" if path else member.group(1)
+    if path:
+        data["field"] = path
     return data
