@@ -890,7 +890,7 @@ async def test_detach_stops_the_deltas(client: RawClient, clients, fakes) -> Non
     b = Inbox(b_client)
     await b_client.request("chat/attach", {"chatId": chat_id})
     await b.wait(lambda i: len(i.deltas(chat_id)) >= 5)
-    assert await b_client.request("chat/detach", {"chatId": chat_id}) == {"chatId": chat_id, "deleted": False}
+    assert await b_client.request("chat/detach", {"chatId": chat_id}) == {"chatId": chat_id, "following": False}
     mark = b.mark()  # every delta sent before the detach answer is in by now
     result = (await asyncio.wait_for(future, 20))["result"]
     assert result["status"] == "complete"

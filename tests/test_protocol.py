@@ -116,6 +116,10 @@ async def test_invalid_requests(client: RawClient, payload, code: int) -> None:
     client.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
     err = await asyncio.wait_for(_next_unmatched(client), 5)
     assert err["error"]["code"] == code
+    if isinstance(payload, dict) and isinstance(payload.get("id"), float):
+        assert "`id` must be a number or a string" in err["error"]["message"]
+    if isinstance(payload, list):
+        assert "batches are not supported" in err["error"]["message"]
     assert (await client.request("daemon/status"))["pid"]
 
 

@@ -8,6 +8,7 @@ from orchard.api.protocol import (
     ChatCancelled,
     ChatDelta,
     ChatDeleted,
+    ChatDetached,
     ChatDetail,
     ChatDidUpdate,
     ChatFork,
@@ -84,10 +85,10 @@ async def chat_attach(ctx: Context, params: ChatAttach) -> ChatDetail:
 
 
 @router.method("chat/detach")
-async def chat_detach(ctx: Context, params: ChatRef) -> ChatDeleted:
-    """Stop following a chat (`deleted` is false: nothing is deleted)."""
+async def chat_detach(ctx: Context, params: ChatRef) -> ChatDetached:
+    """Stop following a chat."""
     ctx.daemon.detach(ctx.connection, params.chat_id)
-    return ChatDeleted(chat_id=params.chat_id, deleted=False)
+    return ChatDetached(chat_id=params.chat_id, following=False)
 
 
 @router.method("usage/summary")

@@ -474,6 +474,12 @@ class ChatDeleted(Result):
     deleted: bool
 
 
+class ChatDetached(Result):
+    chat_id: str
+    #: false: this client no longer receives the chat's deltas
+    following: bool
+
+
 class ChatDidUpdate(Result):
     chat_id: str
     change: Literal["created", "message", "answered", "renamed", "deleted"]

@@ -195,6 +195,8 @@ class Connection:
                     detail = "batches are not supported; send one message per frame"
                 elif not body.lstrip().startswith(b"{"):
                     detail = "a message must be a JSON object"
+                elif "at `$.id`" in str(exc):
+                    detail = "`id` must be a number or a string"
                 else:
                     detail = str(exc).replace("`$.", "`")
                 return self._send_error(None, errors.INVALID_REQUEST, f"Invalid request: {detail}.")
