@@ -329,6 +329,8 @@ class ChatService:
             raise NotFound(
                 f"Chat `{chat.id}` has no message `{params.message_id}`.",
                 hint="Take a message id from `chat/get` (`orchard history show CHAT_ID --json`).",
+                chatId=chat.id,
+                messageId=params.message_id,
             )
         kept = messages[: ids.index(params.message_id) + 1]
         now = time.time()

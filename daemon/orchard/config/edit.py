@@ -68,6 +68,7 @@ def provider_table(doc: tomlkit.TOMLDocument, pid: str) -> Table | InlineTable:
         raise NotFound(
             f"There is no provider `{pid}`.",
             hint="Run `orchard provider list` to see the provider ids.",
+            providerId=pid,
         )
     return providers[pid]
 
@@ -194,6 +195,8 @@ def _no_model(pid: str, mid: str) -> NotFound:
     return NotFound(
         f"Provider `{pid}` has no model `{mid}`.",
         hint=f"Run `orchard provider list` to see its models, or `orchard model add {pid} {mid}`.",
+        providerId=pid,
+        model=mid,
     )
 
 
