@@ -148,14 +148,30 @@ def test_simultaneous_connects_end_with_exactly_one_daemon(env: dict[str, str]) 
         winner = str(pids.pop())
         deadline = time.monotonic() + 20
         while True:
-            serving = subprocess.run(["pgrep", "-f", "orchard.*serve"], capture_output=True, text=True).stdout.split()
-            alive = [pid for pid in serving if _env_of(int(pid)).get("ORCHARD_SOCKET") == env["ORCHARD_SOCKET"]]
+            alive = [
+                str(pid) for pid in _serving_pids() if _env_of(pid).get("ORCHARD_SOCKET") == env["ORCHARD_SOCKET"]
+            ]
             if alive == [winner] or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         assert alive == [winner]
     finally:
         subprocess.run([sys.executable, "-m", "orchard", "stop"], env=env, capture_output=True, timeout=20)
+
+
+def _serving_pids() -> list[int]:
+    """Processes running `orchard serve` (read from /proc: no pgrep needed)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"orchard" in argv and b"serve" in argv:
+            pids.append(int(entry.name))
+    return pids
 
 
 def _env_of(pid: int) -> dict[str, str]:
