@@ -24,6 +24,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -134,6 +135,7 @@ class ProviderClient:
             timeout=self.settings.timeout,
             connect_timeout=self.settings.connect_timeout,
             azure=self.settings.type == "azure-openai",
+            proxy=_shown(self.settings.proxy),
         )
 
     # -- chat -------------------------------------------------------------------------
@@ -307,6 +309,14 @@ class ProviderClient:
         from .check import run_check
 
         return await run_check(self, model, keys)
+
+
+def _shown(proxy: str | None) -> str | None:
+    """A proxy URL fit for a message: any `user:password@` dropped."""
+    if not proxy:
+        return None
+    parts = urlsplit(proxy)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 async def _drain(events: AsyncIterator[Any], limit: float = 1.0) -> None:

@@ -80,6 +80,8 @@ class Call:
     timeout: float = 60.0
     connect_timeout: float = 10.0
     azure: bool = False
+    #: the provider's proxy, without credentials (for messages), when it has one
+    proxy: str | None = None
 
     @property
     def where(self) -> str:
@@ -271,6 +273,13 @@ def exception_error(exc: Exception, call: Call, *, mid_stream: bool = False) -> 
     if isinstance(exc, httpx.ProxyError):
         return call.error("unreachable", f"the proxy refused the connection ({_short(exc)})",
                           "check the provider's `proxy` setting")
+    if isinstance(exc, httpx.ConnectError) and call.proxy and not mid_stream:
+        # httpx reports a proxy that refuses as a plain connect error: say which hop failed.
+        return call.error(
+            "unreachable",
+            f"cannot connect through the proxy {call.proxy} to {call.server} ({_short(exc)})",
+            f"is the proxy running at {call.proxy}? Check the provider's `proxy` setting",
+        )
     if isinstance(exc, (httpx.ConnectError, httpx.UnsupportedProtocol)) and not mid_stream:
         return call.error(
             "unreachable",
