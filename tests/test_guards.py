@@ -137,3 +137,72 @@ def _read_until_result(sock: socket.socket, req_id: int) -> tuple[list[dict], di
             deltas.append(msg["params"])
         elif msg.get("id") == req_id:
             return deltas, msg["result"]
+
+
+async def _chat_with(daemon: Daemon, fake: FakeProvider):
+    a, b = await daemon.client(), await daemon.client()
+    await a.request("provider/add", {"name": "F", "type": "openai", "apiAddress": fake.url + "/", "models": ["gpt2"]})
+    first = await a.request("chat/send", {"message": "first"})
+    return a, b, first["chatId"]
+
+
+async def test_two_sends_on_one_chat_at_once_one_is_refused(daemon: Daemon, fakes) -> None:
+    fake = fakes("openai", chunk_delay=0.05)
+    a, b, chat_id = await _chat_with(daemon, fake)
+    try:
+        _, f1 = a.start("chat/send", {"chatId": chat_id, "message": "one two three"})
+        _, f2 = b.start("chat/send", {"chatId": chat_id, "message": "four five six"})
+        replies = [await asyncio.wait_for(f, 20) for f in (f1, f2)]
+        ok = [r for r in replies if "result" in r]
+        refused = [r for r in replies if "error" in r]
+        assert len(ok) == 1 and len(refused) == 1
+        assert "already being answered" in refused[0]["error"]["message"]
+        messages = (await a.request("chat/get", {"chatId": chat_id}))["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+        assert all(m["status"] == "complete" for m in messages)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_delete_racing_a_send_is_never_an_internal_error(daemon: Daemon, fakes) -> None:
+    fake = fakes("openai", chunk_delay=0.05)
+    a, b, chat_id = await _chat_with(daemon, fake)
+    try:
+        _, sent = a.start("chat/send", {"chatId": chat_id, "message": "and now"})
+        _, deleted = b.start("chat/delete", {"chatId": chat_id})
+        send_reply = await asyncio.wait_for(sent, 20)
+        delete_reply = await asyncio.wait_for(deleted, 20)
+        assert delete_reply["result"]["deleted"] is True
+        if "error" in send_reply:  # refused before it began, or cancelled by the delete
+            assert send_reply["error"]["code"] in (-32004, -32800), send_reply
+        else:
+            assert send_reply["result"]["status"] == "cancelled"
+        with pytest.raises(RpcFailure):
+            await a.request("chat/get", {"chatId": chat_id})
+        assert "Traceback" not in daemon.log.read_text()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_cancel_right_after_a_send_never_leaves_an_answer_streaming(daemon: Daemon, fakes) -> None:
+    fake = fakes("openai", chunk_delay=0.02)
+    a, _b, _ = await _chat_with(daemon, fake)
+    try:
+        outcomes = []
+        for i in range(30):
+            req_id, reply = a.start("chat/send", {"message": f"question {i}"})
+            await asyncio.sleep((i % 6) / 1000)
+            a.cancel(req_id)
+            msg = await asyncio.wait_for(reply, 20)
+            outcomes.append(msg["result"]["status"] if "result" in msg else msg["error"]["code"])
+        assert set(outcomes) <= {"cancelled", "complete", -32800}
+        chats = (await a.request("chat/list", {"limit": 100}))["chats"]
+        for chat in chats:
+            detail = await a.request("chat/get", {"chatId": chat["id"]})
+            assert detail["live"] is None
+            assert all(m["status"] != "streaming" for m in detail["messages"]), detail
+    finally:
+        await a.close()
+        await _b.close()

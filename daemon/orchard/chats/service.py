@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import aclosing
@@ -154,40 +155,57 @@ class ChatService:
             elif chat.provider_id and model in self._models_of(chat.provider_id):
                 pid = chat.provider_id  # a new model from the same provider
         provider_id, model = self.target(pid, model)
-        if chat is not None and chat.id in self.live:
+        chat_id = chat.id if chat is not None else new_id("chat")
+        if chat_id in self.live:
             raise OrchardError(
-                f"Chat `{chat.id}` is already being answered.",
+                f"Chat `{chat_id}` is already being answered.",
                 hint="Wait for that answer, or cancel it with `chat/cancel` (`orchard` Ctrl-C).",
             )
+        # Claimed before the first await: a second send to this chat is refused,
+        # and chat/delete or chat/cancel reach this one from now on.
+        answer = Answer(chat_id, new_id("msg"), provider_id, model, asyncio.current_task(), origin)
+        self.live[chat_id] = answer
+        try:
+            return await self._answer(answer, chat, turns, params)
+        except sqlite3.IntegrityError:  # the chat was deleted under us (chat/delete from another client)
+            raise NotFound(f"Chat `{chat_id}` was deleted.", hint="Start a new chat.", chatId=chat_id) from None
+        finally:
+            if self.live.get(chat_id) is answer:
+                del self.live[chat_id]
+
+    async def _answer(
+        self, answer: Answer, chat: ChatRow | None, turns: list[tuple[str, str]], params: p.ChatSend
+    ) -> p.ChatResult:
+        """Store the turns, stream the answer, store it: the body of `send` once the chat is claimed."""
+        provider_id, model, chat_id = answer.provider_id, answer.model, answer.chat_id
         system = _system(params, chat)
         sampling = _sampling(params, chat)
         now = time.time()
         if chat is None:
             chat = ChatRow(
-                id=new_id("chat"), title=title_of(turns), provider_id=provider_id, model=model, system=system,
+                id=chat_id, title=title_of(turns), provider_id=provider_id, model=model, system=system,
                 params=sampling, created_at=now, updated_at=now,
             )  # fmt: skip
             await self.store.create_chat(chat)
-            self.on_update(chat.id, "created")
+            self.on_update(chat_id, "created")
         else:
-            await self.store.update_chat(chat.id, provider_id=provider_id, model=model, system=system, params=sampling)
-        history = await self.store.messages(chat.id)
+            await self.store.update_chat(chat_id, provider_id=provider_id, model=model, system=system, params=sampling)
+        history = await self.store.messages(chat_id)
         position = len(history)
         for role, text in turns:  # stored before the request is made: never lost
-            row = MessageRow(new_id("msg"), chat.id, position, role, text, "", "complete", None, None, None)
+            row = MessageRow(new_id("msg"), chat_id, position, role, text, "", "complete", None, None, None)
             await self.store.add_message(row)
             history.append(row)
             position += 1
-        answer = Answer(chat.id, new_id("msg"), provider_id, model, asyncio.current_task(), origin)
-        self.live[chat.id] = answer
+        streaming = MessageRow(
+            answer.message_id, chat_id, position, "assistant", "", "", "streaming", None, provider_id, model,
+            owner_pid=os.getpid(),
+        )  # fmt: skip
+        # From here the answer's row exists (the store's one thread writes it even if
+        # this await is cancelled), so whatever happens next it is finished below.
         try:
-            await self.store.add_message(
-                MessageRow(
-                    answer.message_id, chat.id, position, "assistant", "", "", "streaming", None, provider_id, model,
-                    owner_pid=os.getpid(),
-                )  # fmt: skip
-            )
-            self.on_update(chat.id, "message")
+            await asyncio.shield(self.store.add_message(streaming))
+            self.on_update(chat_id, "message")
             request = ChatRequest(
                 model=model,
                 messages=_conversation(history),
@@ -197,12 +215,15 @@ class ChatService:
                 max_tokens=sampling.get("max_tokens"),
             )
             status, error = await self._stream(answer, request)
-            result = chat_result(answer, status, error)
-            # Stored even when the task was cancelled again meanwhile (daemon stopping).
-            await asyncio.shield(self.store.finish_message(finished_row(chat.id, position, result)))
-        finally:
-            self.live.pop(chat.id, None)
-        self.on_update(chat.id, "answered")
+        except asyncio.CancelledError:  # cancelled before streaming began
+            status, error = "cancelled", None
+        result = chat_result(answer, status, error)
+        saving = asyncio.ensure_future(self.store.finish_message(finished_row(chat_id, position, result)))
+        try:
+            await asyncio.shield(saving)
+        except asyncio.CancelledError:  # cancelled again (the daemon is stopping): store it all the same
+            await asyncio.wait({saving}, timeout=5)
+        self.on_update(chat_id, "answered")
         return result
 
     async def _checkpoints(self, answer: Answer) -> None:
@@ -334,6 +355,9 @@ class ChatService:
                 messageId=params.message_id,
             )
         kept = messages[: ids.index(params.message_id) + 1]
+        live = self.live.get(chat.id)
+        if live is not None and kept[-1].id == live.message_id:  # the stored row lags by up to a checkpoint
+            kept[-1] = MessageRow(**{**kept[-1].__dict__, "text": "".join(live.text), "reasoning": "".join(live.reasoning)})
         now = time.time()
         fork = ChatRow(
             id=new_id("chat"), title=f"{chat.title} (fork)"[:200], provider_id=chat.provider_id, model=chat.model,
