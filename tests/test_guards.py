@@ -206,3 +206,21 @@ async def test_a_cancel_right_after_a_send_never_leaves_an_answer_streaming(daem
     finally:
         await a.close()
         await _b.close()
+
+
+async def test_an_address_holding_a_key_is_refused_without_echoing_it(client) -> None:
+    for address in ("https://generativelanguage.googleapis.com/v1beta?key=AIzaSECRET123", "http://me:SECRET123@127.0.0.1:9/"):
+        with pytest.raises(RpcFailure) as err:
+            await client.request("provider/add", {"name": "G", "type": "gemini", "apiAddress": address})
+        assert err.value.code == -32602 and "api_key" in err.value.message
+        assert "SECRET123" not in json.dumps({"m": err.value.message, "d": err.value.data})
+    assert (await client.request("provider/list"))["providers"] == []
+
+
+def test_chat_json_prints_only_json_on_stdout(daemon: Daemon, fakes) -> None:
+    fake = fakes("openai")
+    daemon.cli("provider", "add", "F", "--type", "openai", "--url", fake.url + "/", "--model", "gpt2")
+    out = daemon.cli("chat", "--json", "hi")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["text"] == "You said: hi" and "You said: hi" in out.stderr

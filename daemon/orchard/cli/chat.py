@@ -41,6 +41,8 @@ def cmd_chat(client: Client, args: argparse.Namespace) -> int:
 
     dim = sys.stderr.isatty()
     state = {"reasoning": False}
+    # With --json, stdout carries only the JSON result; the answer streams to stderr.
+    out = sys.stderr if args.json else sys.stdout
 
     def on_notification(method: str, note: Any) -> None:
         if method != "chat/delta":
@@ -56,8 +58,8 @@ def cmd_chat(client: Client, args: argparse.Namespace) -> int:
                 sys.stderr.write("\033[0m\n" if dim else "\n")
                 sys.stderr.flush()
                 state["reasoning"] = False
-            sys.stdout.write(note["text"])
-            sys.stdout.flush()
+            out.write(note["text"])
+            out.flush()
 
     req_id = client.start_request("chat/send", params)
     try:
@@ -68,8 +70,8 @@ def cmd_chat(client: Client, args: argparse.Namespace) -> int:
     if state["reasoning"] and dim:
         sys.stderr.write("\033[0m")
     if result["text"] and not result["text"].endswith("\n"):
-        sys.stdout.write("\n")
-    sys.stdout.flush()
+        out.write("\n")
+    out.flush()
     if args.json:
         output.print_json(result)
     else:

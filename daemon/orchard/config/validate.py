@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import tomlkit
@@ -28,6 +28,7 @@ from orchard.errors import ConfigInvalid
 PathPart = str | int
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_SECRET_PARAM = re.compile(r"key|token|secret|password|auth|signature|sig$", re.IGNORECASE)
 _PATH_RE = re.compile(r"`\$((?:\.[A-Za-z0-9_-]+|\[\d+\]|\[\.\.\.\])*)`")
 _CHOICES = {"type": ("provider type", PROVIDER_TYPES), "capabilities": ("capability", CAPABILITIES)}
 _TYPE_WORDS = {
@@ -93,6 +94,18 @@ def _check_provider(p: ProviderConfig, where: list[PathPart], doc, text: str, pa
             raise _at(
                 [*where, "api_address"],
                 f"api_address `{p.api_address}` is not an http(s) URL, e.g. `http://localhost:8000/`",
+                doc,
+                text,
+                path,
+            )
+        # The address is shown to every client; a key must live in api_key, which never is.
+        secret_param = [k for k, _ in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
+        if "@" in parts.netloc or secret_param:
+            what = f"the query parameter `{secret_param[0]}`" if secret_param else "a user name or password"
+            raise _at(
+                [*where, "api_address"],
+                f"api_address holds {what}, which would be shown to every client; "
+                "put the key in `api_key` (e.g. `orchard provider set-key`) and remove it from the address",
                 doc,
                 text,
                 path,
