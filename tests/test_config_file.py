@@ -187,3 +187,43 @@ async def test_odd_config_files_get_a_clear_message(daemon_process, kind: str) -
         await client.close()
         if kind == "unreadable":
             path.chmod(0o600)
+
+
+MODELS_AS_TABLES = """\
+[providers.fake]
+name = "fake"
+type = "openai"
+api_address = "http://127.0.0.1:9/"
+
+# the models, one table each
+[[providers.fake.models]]
+id = "gpt2"
+name = "SmolLM2"  # what it really is
+
+[[providers.fake.models]]
+id = "old-model"
+"""
+
+
+async def test_models_written_as_tables_can_be_added_updated_and_removed(daemon_process) -> None:
+    daemon_process.write_config(MODELS_AS_TABLES)
+    daemon = daemon_process.start()
+    client = await daemon.client()
+    try:
+        added = await client.request("model/add", {"providerId": "fake", "ids": ["other", "gpt2"]})
+        assert added["ids"] == ["other"]
+        await client.request("model/update", {"providerId": "fake", "id": "gpt2", "group": "small"})
+        removed = await client.request("model/remove", {"providerId": "fake", "ids": ["old-model"]})
+        assert removed["ids"] == ["old-model"]
+        models = {m["id"]: m for m in removed["provider"]["models"]}
+        assert list(models) == ["gpt2", "other"]
+        assert models["gpt2"]["name"] == "SmolLM2" and models["gpt2"]["group"] == "small"
+        text = daemon.config.read_text()
+        assert "# the models, one table each" in text and "# what it really is" in text
+        assert text.count("[[providers.fake.models]]") == 2
+        # Removing an id that is not there writes nothing.
+        before = daemon.config.read_text()
+        await client.request("model/remove", {"providerId": "fake", "ids": ["nope"]})
+        assert daemon.config.read_text() == before
+    finally:
+        await client.close()

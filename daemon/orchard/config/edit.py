@@ -13,7 +13,7 @@ import unicodedata
 from typing import Any
 
 import tomlkit
-from tomlkit.items import Array, InlineTable, Table
+from tomlkit.items import AoT, Array, InlineTable, Table
 
 from orchard.config.schema import PROVIDER_TYPES
 from orchard.errors import AlreadyExists, InvalidParams, NotFound
@@ -108,26 +108,36 @@ def remove_provider(doc: tomlkit.TOMLDocument, pid: str) -> None:
 
 def add_models(doc: tomlkit.TOMLDocument, pid: str, ids: list[str]) -> list[str]:
     """Append the ids not yet listed; return the ones actually added."""
-    table = provider_table(doc, pid)
-    if "models" not in table:
-        table["models"] = tomlkit.array()
-    models: Array = table["models"]
+    models = _models(doc, pid, create=True)
     present = {_entry_id(m) for m in models}
     added = []
     for mid in ids:
         if mid and mid not in present:
-            models.append(mid)
+            models.append(_new_entry(models, mid))
             present.add(mid)
             added.append(mid)
     return added
 
 
 def update_model(doc: tomlkit.TOMLDocument, pid: str, mid: str, fields: dict[str, Any]) -> None:
-    """Set name/group/capabilities of one model; a plain id becomes an inline table."""
+    """Set name/group/capabilities of one model.
+
+    In a list, a plain id becomes an inline table (and back when nothing but
+    the id is left); in ``[[providers.X.models]]`` tables the keys change in place.
+    """
     models = _models(doc, pid)
     for i, entry in enumerate(models):
         if _entry_id(entry) != mid:
             continue
+        if isinstance(models, AoT):
+            for key, value in fields.items():
+                if value is None:
+                    entry.pop(key, None)
+                elif key in entry:
+                    entry[key] = value
+                else:
+                    _add_key(entry, key, value)
+            return
         current = {"id": mid} if isinstance(entry, str) else dict(entry.unwrap())
         for key, value in fields.items():
             if value is None:
@@ -153,17 +163,35 @@ def remove_models(doc: tomlkit.TOMLDocument, pid: str, ids: list[str]) -> list[s
         if mid in wanted:
             del models[i]
             removed.append(mid)
+    if isinstance(models, AoT) and len(models) == 0:
+        del provider_table(doc, pid)["models"]  # no tables left: no key, rather than `models = []` out of place
     return sorted(removed, key=ids.index)
 
 
-def _models(doc: tomlkit.TOMLDocument, pid: str) -> Array:
+def _models(doc: tomlkit.TOMLDocument, pid: str, *, create: bool = False) -> Array | AoT:
+    """The provider's models: a list, or ``[[providers.X.models]]`` tables (an array of tables).
+
+    Without ``create``, a provider with no `models` key gives an empty list
+    that is not added to the file (so removing from it writes nothing).
+    """
     table = provider_table(doc, pid)
     models = table.get("models")
     if models is None:
-        table["models"] = models = tomlkit.array()
-    if not isinstance(models, Array):
+        models = tomlkit.array()
+        if create:
+            _add_key(table, "models", models)
+            models = table["models"]
+    if not isinstance(models, (Array, AoT)):
         raise InvalidParams(f"`models` of provider `{pid}` is not a list in the config file.")
     return models
+
+
+def _new_entry(models: Array | AoT, mid: str) -> Any:
+    if isinstance(models, AoT):
+        entry = tomlkit.table()
+        entry["id"] = mid
+        return entry
+    return mid
 
 
 def _add_key(table: Table | InlineTable, key: str, item: Any) -> None:
@@ -176,7 +204,7 @@ def _add_key(table: Table | InlineTable, key: str, item: Any) -> None:
     last = None
     if isinstance(table, Table):
         for k, v in table.value.body:
-            if k is not None and not isinstance(v, (Table, tomlkit.items.AoT)):
+            if k is not None and not isinstance(v, (Table, AoT)):
                 last = k
     if last is None:
         table[key] = item
