@@ -227,3 +227,17 @@ async def test_models_written_as_tables_can_be_added_updated_and_removed(daemon_
         assert daemon.config.read_text() == before
     finally:
         await client.close()
+
+
+async def test_removing_a_provider_keeps_the_comment_that_introduces_the_next(daemon_process) -> None:
+    daemon_process.write_config(HAND_WRITTEN + '\n# The third one.\n[providers.third]\nname = "Third"\ntype = "gemini"\n')
+    daemon = daemon_process.start()
+    client = await daemon.client()
+    try:
+        await client.request("provider/remove", {"id": "work"})
+        text = daemon.config.read_text()
+        assert "[providers.work]" not in text and 'api_key = "env:WORK_ANTHROPIC_KEY"' not in text
+        assert "# The third one." in text
+        assert text.index("# The third one.") < text.index("[providers.third]")
+    finally:
+        await client.close()

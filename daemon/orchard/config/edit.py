@@ -102,8 +102,30 @@ def update_provider(doc: tomlkit.TOMLDocument, pid: str, fields: dict[str, Any])
 
 
 def remove_provider(doc: tomlkit.TOMLDocument, pid: str) -> None:
-    provider_table(doc, pid)
-    del doc["providers"][pid]
+    """Remove a provider's table; comments at its end, which introduce the next
+    table, are kept by moving them to the end of the provider before it."""
+    table = provider_table(doc, pid)
+    providers = doc["providers"]
+    ids = list(providers.keys())
+    trailing = _trailing_trivia(table)
+    del providers[pid]
+    before = providers.get(ids[ids.index(pid) - 1]) if ids.index(pid) > 0 else None
+    if trailing and isinstance(before, Table) and not isinstance(before, InlineTable):
+        for item in trailing:
+            before.value.append(None, item)
+
+
+def _trailing_trivia(table: Any) -> list[Any]:
+    """The comments and blank lines after a table's last key (they belong to what follows)."""
+    if not isinstance(table, Table) or isinstance(table, InlineTable):
+        return []
+    out: list[Any] = []
+    for key, item in table.value.body:
+        if key is None and isinstance(item, (tomlkit.items.Comment, tomlkit.items.Whitespace)):
+            out.append(item)
+        else:
+            out = []
+    return out
 
 
 def add_models(doc: tomlkit.TOMLDocument, pid: str, ids: list[str]) -> list[str]:
