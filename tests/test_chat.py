@@ -25,31 +25,15 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeProvider
+from tests.fakes.wire import AUTH, AUTH_HEADERS, AZURE_VERSION, MODELS, TYPES
 from tests.rpc import RawClient, RpcFailure
 
 pytestmark = pytest.mark.asyncio
 
-TYPES = ("openai", "anthropic", "gemini", "azure-openai")
-# A model (Azure: a deployment) each fake serves by default.
-MODELS = {
-    "openai": "gpt2",
-    "anthropic": "claude-3-5-haiku-20241022",
-    "gemini": "gemini-2.5-flash",
-    "azure-openai": "gpt-4o-mini",
-}
-# The header each type sends its key in, and how the value is written.
-AUTH = {
-    "openai": ("authorization", "Bearer {}"),
-    "anthropic": ("x-api-key", "{}"),
-    "gemini": ("x-goog-api-key", "{}"),
-    "azure-openai": ("api-key", "{}"),
-}
-AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 # Stream frames each fake sends before the first piece of answer text
 # (OpenAI: role chunk; Azure: prompt-filter chunk + role chunk; Anthropic:
 # message_start, content_block_start, ping; Gemini: none).
 LEAD_FRAMES = {"openai": 1, "azure-openai": 2, "anthropic": 3, "gemini": 0}
-AZURE_VERSION = "2024-10-21"
 
 LONG_REPLY = " ".join(f"word{i}" for i in range(60))
 

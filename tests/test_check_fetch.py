@@ -19,26 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.wire import AUTH, AUTH_HEADERS, AZURE_VERSION, MODELS, TYPES
 from tests.rpc import RawClient, RpcFailure
 
 pytestmark = pytest.mark.asyncio
 
-TYPES = ("openai", "anthropic", "gemini", "azure-openai")
 LISTING_TYPES = ("openai", "anthropic", "gemini")  # Azure cannot list its deployments
-MODELS = {
-    "openai": "gpt2",
-    "anthropic": "claude-3-5-haiku-20241022",
-    "gemini": "gemini-2.5-flash",
-    "azure-openai": "gpt-4o-mini",
-}
-AUTH = {
-    "openai": ("authorization", "Bearer {}"),
-    "anthropic": ("x-api-key", "{}"),
-    "gemini": ("x-goog-api-key", "{}"),
-    "azure-openai": ("api-key", "{}"),
-}
-AUTH_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
-AZURE_VERSION = "2024-10-21"
 
 
 def preview(key: str) -> str:

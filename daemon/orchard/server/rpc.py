@@ -429,9 +429,6 @@ class Connection:
             self._writer.write(self._pop())
             await self._writer.drain()
 
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
 
 @dataclass
 class _Mergeable:
